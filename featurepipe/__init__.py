@@ -1,0 +1,103 @@
+"""featurepipe: a notebook-first ML feature pipeline.
+
+The public API, shared by the notebooks and the CLI. Names are imported on first
+use, so ``import featurepipe`` stays fast and the CLI starts quickly.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    # configuration
+    "Config": "config",
+    "load_config": "config",
+    # errors
+    "FeaturepipeError": "errors",
+    "ConfigError": "errors",
+    "SourceError": "errors",
+    "SchemaError": "errors",
+    "ValidationFailed": "errors",
+    "DestinationError": "errors",
+    "FeatureError": "errors",
+    "ModelError": "errors",
+    "TrackingError": "errors",
+    "FlowError": "errors",
+    "StepFailed": "errors",
+    # stages
+    "Extract": "connectors",
+    "extract_file": "connectors",
+    "TypedTable": "schema",
+    "apply_schema": "schema",
+    "infer_types": "schema",
+    "CleanTable": "clean",
+    "clean_table": "clean",
+    "ValidationReport": "validate",
+    "validate_tables": "validate",
+    "require_valid": "validate",
+    "DeltaDestination": "destinations",
+    "LoadResult": "destinations",
+    "FeatureSet": "features",
+    "build_features": "features",
+    "describe_features": "features",
+    "input_tables": "features",
+    "TRUSTED_TYPES": "train",
+    "TrainedModel": "train",
+    "train_model": "train",
+    "save_model": "train",
+    "load_model": "train",
+    "predict_frame": "predict",
+    # the flow
+    "FlowResult": "flow",
+    "run_flow": "flow",
+    "new_run_id": "flow",
+    "open_step": "flow",
+    "finish_step": "flow",
+    "read_step_summary": "flow",
+}
+
+__all__ = [*_EXPORTS, "tracking", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "tracking":
+        return importlib.import_module(".tracking", __name__)
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'featurepipe' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:
+    from . import tracking
+    from .clean import CleanTable, clean_table
+    from .config import Config, load_config
+    from .connectors import Extract, extract_file
+    from .destinations import DeltaDestination, LoadResult
+    from .errors import (
+        ConfigError,
+        DestinationError,
+        FeatureError,
+        FeaturepipeError,
+        FlowError,
+        ModelError,
+        SchemaError,
+        SourceError,
+        StepFailed,
+        TrackingError,
+        ValidationFailed,
+    )
+    from .features import FeatureSet, build_features, describe_features, input_tables
+    from .flow import FlowResult, finish_step, new_run_id, open_step, read_step_summary, run_flow
+    from .predict import predict_frame
+    from .schema import TypedTable, apply_schema, infer_types
+    from .train import TRUSTED_TYPES, TrainedModel, load_model, save_model, train_model
+    from .validate import ValidationReport, require_valid, validate_tables

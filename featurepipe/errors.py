@@ -1,0 +1,175 @@
+"""The featurepipe exception tree.
+
+Every error a user can see derives from ``FeaturepipeError`` and names the
+file, table, row or column concerned and what to do about it::
+
+    FeaturepipeError
+    ├── ConfigError                 featurepipe.toml is missing, unreadable or invalid
+    ├── SourceError                 a source cannot be read (missing file, bad format)
+    ├── SchemaError                 a column cannot be typed as declared
+    ├── ValidationFailed            a Great Expectations suite failed: the gate is shut
+    ├── DestinationError            the destination cannot be read or written
+    ├── FeatureError                features cannot be built from the tables given
+    ├── ModelError                  a model cannot be trained, saved or loaded
+    ├── TrackingError               MLflow cannot be reached or refused a call
+    └── FlowError                   a notebook flow cannot start
+        └── StepFailed              a notebook of the flow raised; carries step and cell
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "ConfigError",
+    "DestinationError",
+    "ExpectationFailure",
+    "FeatureError",
+    "FeaturepipeError",
+    "FlowError",
+    "ModelError",
+    "SchemaError",
+    "SourceError",
+    "StepFailed",
+    "TrackingError",
+    "ValidationFailed",
+]
+
+
+class FeaturepipeError(Exception):
+    """Root of every error featurepipe raises on purpose."""
+
+
+class ConfigError(FeaturepipeError):
+    """``featurepipe.toml`` is missing, unreadable or invalid."""
+
+
+class SourceError(FeaturepipeError):
+    """A source cannot be read."""
+
+
+class SchemaError(FeaturepipeError):
+    """A column cannot be typed as its hint or contract demands."""
+
+
+class DestinationError(FeaturepipeError):
+    """The destination cannot be read or written."""
+
+
+class FeatureError(FeaturepipeError):
+    """Features cannot be built from the tables given."""
+
+
+class ModelError(FeaturepipeError):
+    """A model cannot be trained, saved or loaded."""
+
+
+class TrackingError(FeaturepipeError):
+    """MLflow cannot be reached or refused a call."""
+
+
+@dataclass(frozen=True)
+class ExpectationFailure:
+    """One failed expectation of a suite, in terms a person can act on."""
+
+    table: str
+    expectation: str
+    column: str | None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    unexpected_count: int | None = None
+    unexpected_percent: float | None = None
+    examples: tuple[Any, ...] = ()
+    observed_value: Any = None
+
+    def describe(self) -> str:
+        """One line: table, column, expectation and what was found."""
+        where = f"{self.table}.{self.column}" if self.column else self.table
+        args = {k: v for k, v in self.kwargs.items() if k not in ("column", "batch_id")}
+        text = f"{where}: {self.expectation}"
+        if args:
+            text += "(" + ", ".join(f"{k}={v!r}" for k, v in sorted(args.items())) + ")"
+        if self.unexpected_count is not None:
+            text += f" failed for {self.unexpected_count} rows"
+            if self.unexpected_percent is not None:
+                text += f" ({self.unexpected_percent:.3g}%)"
+            if self.examples:
+                text += ", e.g. " + ", ".join(repr(v) for v in self.examples[:5])
+        elif self.observed_value is not None:
+            text += f" failed; observed {self.observed_value!r}"
+        else:
+            text += " failed"
+        return text
+
+
+class ValidationFailed(FeaturepipeError):
+    """One or more Great Expectations suites failed; nothing was loaded.
+
+    Carries every failure as a structured ``ExpectationFailure`` while its
+    message stays bounded, whatever the number of failures.
+    """
+
+    max_listed = 10
+
+    def __init__(self, failures: Sequence[ExpectationFailure]) -> None:
+        self.failures = list(failures)
+        super().__init__(self._message())
+
+    @property
+    def tables(self) -> list[str]:
+        """Names of the tables whose suite failed, in order of first failure."""
+        return list(dict.fromkeys(f.table for f in self.failures))
+
+    def _message(self) -> str:
+        n = len(self.failures)
+        lines = [
+            f"validation failed for table(s) {', '.join(self.tables)}: "
+            f"{n} expectation(s) not met, nothing was loaded."
+        ]
+        lines += [f"  - {f.describe()}" for f in self.failures[: self.max_listed]]
+        if n > self.max_listed:
+            lines.append(f"  ... and {n - self.max_listed} more")
+        lines.append(
+            "Fix the source data, or the suite in expectations/<table>.json if the data is right."
+        )
+        return "\n".join(lines)
+
+
+class FlowError(FeaturepipeError):
+    """A notebook flow cannot start or continue."""
+
+
+class StepFailed(FlowError):
+    """A notebook of the flow raised an exception.
+
+    Attributes:
+        step: notebook name, e.g. ``01_ingest``.
+        run_id: the flow run id (folder under ``runs/``).
+        notebook: path of the executed notebook, written with the error in it.
+        cell_index: index of the failing cell, when known.
+        error_name: the exception class raised inside the notebook.
+        error_value: the exception message raised inside the notebook.
+    """
+
+    def __init__(
+        self,
+        step: str,
+        run_id: str,
+        notebook: str,
+        *,
+        cell_index: int | None = None,
+        error_name: str = "",
+        error_value: str = "",
+    ) -> None:
+        self.step = step
+        self.run_id = run_id
+        self.notebook = notebook
+        self.cell_index = cell_index
+        self.error_name = error_name
+        self.error_value = error_value
+        cell = f" in cell {cell_index}" if cell_index is not None else ""
+        super().__init__(
+            f"step {step} failed{cell}: {error_name}: {error_value}\n"
+            f"The executed notebook with the error is at {notebook}"
+        )

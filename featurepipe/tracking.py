@@ -1,0 +1,295 @@
+"""MLflow tracking: flow and step runs, parameters, metrics, dataset versions, models.
+
+The only module that imports mlflow. A flow run is a parent run; each notebook is
+a child run that the flow creates and the notebook resumes by id, so the flow
+alone decides whether a step FINISHED or FAILED.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.data.meta_dataset import MetaDataset
+from mlflow.entities import RunStatus
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from .errors import TrackingError
+
+__all__ = [
+    "StepRun",
+    "child_runs",
+    "configure",
+    "create_step_run",
+    "end_run",
+    "end_step",
+    "load_registered_model_file",
+    "log_artifact",
+    "log_dict",
+    "log_figure",
+    "log_metrics",
+    "log_model",
+    "log_params",
+    "log_table_versions",
+    "start_flow_run",
+    "start_step",
+]
+
+log = logging.getLogger(__name__)
+
+PARENT_TAG = "mlflow.parentRunId"
+STEP_TAG = "featurepipe.step"
+FLOW_TAG = "featurepipe.flow_run"
+MODEL_ARTIFACT = "model"
+_PIP_REQUIREMENTS = ["scikit-learn", "skops", "pandas", "numpy"]
+
+
+def configure(tracking_uri: str, experiment: str, artifact_root: str | Path | None = None) -> str:
+    """Point MLflow at a store and an experiment (created if missing).
+
+    Args:
+        tracking_uri: e.g. ``sqlite:////abs/path/mlflow.db``.
+        experiment: experiment name.
+        artifact_root: where a new experiment keeps its artifacts (default: MLflow's).
+
+    Returns:
+        The experiment id.
+
+    Raises:
+        TrackingError: the store cannot be reached or created.
+    """
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        client = MlflowClient()
+        found = client.get_experiment_by_name(experiment)
+        if found is not None:
+            mlflow.set_experiment(experiment_id=found.experiment_id)
+            return str(found.experiment_id)
+        location = Path(artifact_root).resolve().as_uri() if artifact_root else None
+        experiment_id = client.create_experiment(experiment, artifact_location=location)
+        mlflow.set_experiment(experiment_id=experiment_id)
+        return str(experiment_id)
+    except MlflowException as exc:
+        raise TrackingError(f"MLflow at {tracking_uri}: {exc.message}") from exc
+
+
+def start_flow_run(
+    experiment_id: str, name: str, params: Mapping[str, Any], tags: Mapping[str, str]
+) -> str:
+    """Create the parent run of a flow; returns its id."""
+    client = MlflowClient()
+    run = client.create_run(experiment_id, run_name=name, tags={**tags})
+    _log_batch(client, run.info.run_id, params=params)
+    return str(run.info.run_id)
+
+
+def create_step_run(experiment_id: str, parent_run_id: str, step: str, flow_run: str) -> str:
+    """Create a child run for one notebook; returns its id."""
+    run = MlflowClient().create_run(
+        experiment_id,
+        run_name=step,
+        tags={PARENT_TAG: parent_run_id, STEP_TAG: step, FLOW_TAG: flow_run},
+    )
+    return str(run.info.run_id)
+
+
+def end_run(run_id: str, *, failed: bool = False) -> None:
+    """Mark a run FINISHED, or FAILED."""
+    status = RunStatus.to_string(RunStatus.FAILED if failed else RunStatus.FINISHED)
+    MlflowClient().set_terminated(run_id, status=status)
+
+
+def child_runs(parent_run_id: str) -> list[Any]:
+    """The child runs of a parent run, oldest first."""
+    client = MlflowClient()
+    parent = client.get_run(parent_run_id)
+    runs = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'",
+        order_by=["attributes.start_time ASC"],
+    )
+    return list(runs)
+
+
+def log_artifact(run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
+    """Attach a local file to a run."""
+    MlflowClient().log_artifact(run_id, str(path), artifact_path)
+
+
+def _log_batch(
+    client: MlflowClient,
+    run_id: str,
+    *,
+    params: Mapping[str, Any] | None = None,
+    metrics: Mapping[str, float] | None = None,
+) -> None:
+    from mlflow.entities import Metric, Param
+
+    now = mlflow.utils.time.get_current_time_millis()
+    client.log_batch(
+        run_id,
+        params=[Param(k, str(v)[:6000]) for k, v in (params or {}).items()],
+        metrics=[Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()],
+    )
+
+
+@dataclass(frozen=True)
+class StepRun:
+    """The MLflow run a notebook logs into.
+
+    Attributes:
+        run_id: the run id.
+        owned: True when the notebook started the run itself (run standalone, not by a flow),
+            so ``end_step`` ends it; a flow ends its own step runs.
+    """
+
+    run_id: str
+    owned: bool
+
+
+def start_step(
+    step: str,
+    *,
+    tracking_uri: str,
+    experiment: str,
+    run_id: str = "",
+    artifact_root: str | Path | None = None,
+) -> StepRun:
+    """Resume the step run a flow created, or start a new run when the notebook runs alone.
+
+    Raises:
+        TrackingError: the store cannot be reached or the run id is unknown.
+    """
+    configure(tracking_uri, experiment, artifact_root)
+    try:
+        if run_id:
+            active = mlflow.start_run(run_id=run_id)
+            return StepRun(run_id=active.info.run_id, owned=False)
+        active = mlflow.start_run(run_name=step, tags={STEP_TAG: step})
+        return StepRun(run_id=active.info.run_id, owned=True)
+    except MlflowException as exc:
+        raise TrackingError(f"cannot start run for step {step}: {exc.message}") from exc
+
+
+def end_step(step: StepRun) -> None:
+    """Detach from the step run; end it FINISHED if the notebook started it."""
+    if step.owned:
+        mlflow.end_run()
+
+
+def log_params(params: Mapping[str, Any]) -> None:
+    """Log parameters of the active run in one batch."""
+    run = mlflow.active_run()
+    if run is not None and params:
+        _log_batch(MlflowClient(), run.info.run_id, params=params)
+
+
+def log_metrics(metrics: Mapping[str, float]) -> None:
+    """Log metrics of the active run in one batch."""
+    run = mlflow.active_run()
+    if run is not None and metrics:
+        _log_batch(MlflowClient(), run.info.run_id, metrics=metrics)
+
+
+def log_dict(data: Mapping[str, Any], artifact_file: str) -> None:
+    """Attach a JSON document to the active run."""
+    mlflow.log_dict(dict(data), artifact_file)
+
+
+def log_figure(figure: Any, artifact_file: str) -> None:
+    """Attach a matplotlib figure to the active run as an image."""
+    mlflow.log_figure(figure, artifact_file)
+
+
+def log_table_versions(tables: Mapping[str, tuple[str, int]], context: str) -> None:
+    """Log the table versions a step read as MLflow dataset inputs.
+
+    Args:
+        tables: table name to (location, version).
+        context: e.g. ``features`` or ``training``.
+    """
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+
+    for name, (location, version) in tables.items():
+        source = resolve_dataset_source(Path(location).resolve().as_uri())
+        dataset = MetaDataset(source=source, name=f"{name}@v{version}")  # type: ignore[abstract]
+        mlflow.log_input(dataset, context=context)
+    log_params({f"table_version.{name}": version for name, (_, version) in tables.items()})
+
+
+def log_model(
+    pipeline: Any,
+    *,
+    registered_name: str,
+    alias: str,
+    trusted_types: list[str],
+    input_example: Any = None,
+) -> int:
+    """Log a scikit-learn pipeline (skops format), register it and point ``alias`` at it.
+
+    Args:
+        pipeline: the fitted pipeline.
+        registered_name: registry name, e.g. ``flights-delay``.
+        alias: alias to point at the new version, e.g. ``candidate``.
+        trusted_types: types skops must trust to load the pipeline.
+        input_example: a few input rows, to record the model's signature.
+
+    Returns:
+        The registered model version.
+    """
+    from mlflow.models import infer_signature
+
+    signature = None
+    if input_example is not None:
+        signature = infer_signature(input_example, pipeline.predict_proba(input_example)[:, 1])
+    try:
+        info = mlflow.sklearn.log_model(
+            pipeline,
+            name=MODEL_ARTIFACT,
+            serialization_format="skops",
+            skops_trusted_types=trusted_types,
+            pip_requirements=_PIP_REQUIREMENTS,
+            signature=signature,
+            registered_model_name=registered_name,
+        )
+        version = int(info.registered_model_version)
+        MlflowClient().set_registered_model_alias(registered_name, alias, str(version))
+    except MlflowException as exc:
+        raise TrackingError(
+            f"cannot log or register model {registered_name!r}: {exc.message}"
+        ) from exc
+    return version
+
+
+def load_registered_model_file(
+    name: str, alias: str, dst: str | Path | None = None
+) -> tuple[Path, int]:
+    """Download a registered model's files; return its ``.skops`` file and version.
+
+    The caller loads it with its own trusted-type list: MLflow's loader would trust
+    the list stored inside the model itself.
+
+    Raises:
+        TrackingError: no such model or alias.
+    """
+    folder = Path(dst) if dst else Path(tempfile.mkdtemp(prefix="featurepipe-model-"))
+    try:
+        version = int(MlflowClient().get_model_version_by_alias(name, alias).version)
+        local = mlflow.artifacts.download_artifacts(
+            f"models:/{name}/{version}", dst_path=str(folder)
+        )
+    except MlflowException as exc:
+        raise TrackingError(
+            f"registered model {name!r} with alias {alias!r} not found: {exc.message}; "
+            "train and register it first (notebooks/03_train)."
+        ) from exc
+    files = sorted(Path(local).rglob("*.skops"))
+    if not files:
+        raise TrackingError(f"registered model {name}@{alias} holds no .skops file")
+    return files[0], version

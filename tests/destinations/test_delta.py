@@ -1,0 +1,51 @@
+"""The embedded Delta Lake destination: atomic writes, lineage columns, pinned reads."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from featurepipe.destinations import DeltaDestination
+from featurepipe.destinations.delta import LOAD_ID, LOADED_AT
+from featurepipe.errors import DestinationError
+
+
+def test_write_read_and_pinned_versions(tmp_path) -> None:
+    warehouse = DeltaDestination(tmp_path / "warehouse")
+    assert warehouse.tables() == [] and warehouse.version("t") is None
+
+    first = warehouse.write("t", pl.DataFrame({"k": [1, 2]}), load_id="L1")
+    second = warehouse.write("t", pl.DataFrame({"k": [3]}), load_id="L2", mode="append")
+    third = warehouse.write("t", pl.DataFrame({"k": [9]}), load_id="L3", mode="replace")
+    assert (first.version, second.version, third.version) == (0, 1, 2)
+    assert warehouse.tables() == ["t"]
+
+    latest, version = warehouse.read("t")
+    assert version == 2
+    assert latest.collect()["k"].to_list() == [9]
+    pinned, version = warehouse.read("t", version=1)
+    frame = pinned.collect().sort("k")
+    assert version == 1
+    assert frame["k"].to_list() == [1, 2, 3]
+    assert frame[LOAD_ID].to_list() == ["L1", "L1", "L2"]
+    assert frame[LOADED_AT].dtype == pl.Datetime("us", "UTC")
+
+
+def test_types_delta_lacks_are_mapped(tmp_path) -> None:
+    warehouse = DeltaDestination(tmp_path)
+    frame = pl.DataFrame(
+        {"u8": [1], "u32": [2], "cat": ["a"]},
+        schema={"u8": pl.UInt8, "u32": pl.UInt32, "cat": pl.Categorical},
+    )
+    warehouse.write("t", frame, load_id="L")
+    schema = warehouse.read("t")[0].collect_schema()
+    assert (schema["u8"], schema["u32"], schema["cat"]) == (pl.Int16, pl.Int64, pl.String)
+
+
+def test_missing_table_or_version_is_a_clear_error(tmp_path) -> None:
+    warehouse = DeltaDestination(tmp_path)
+    with pytest.raises(DestinationError, match="table 'nope' not found.*ingest"):
+        warehouse.read("nope")
+    warehouse.write("t", pl.DataFrame({"k": [1]}), load_id="L")
+    with pytest.raises(DestinationError, match="table 't' at version 7"):
+        warehouse.read("t", version=7)

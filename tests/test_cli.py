@@ -1,0 +1,76 @@
+"""The featurepipe command as a user types it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+from featurepipe import __version__
+
+from .conftest import run_cli
+
+
+def test_version_help_and_module_entry_point(tmp_path) -> None:
+    result = run_cli("--version", cwd=tmp_path)
+    assert result.returncode == 0 and __version__ in result.stdout
+    result = run_cli("--help", cwd=tmp_path)
+    assert result.returncode == 0
+    assert "run" in result.stdout and "ui" in result.stdout
+
+
+def test_missing_project_is_exit_code_2_with_the_path(tmp_path) -> None:
+    result = run_cli("run", "--project", str(tmp_path), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "no featurepipe.toml" in " ".join(result.stderr.split())
+
+
+def test_unknown_parameter_and_step_are_refused_before_anything_runs(project) -> None:
+    result = run_cli("run", "-p", "max_itr=5", cwd=project)
+    assert result.returncode == 1
+    assert "unknown parameter(s) ['max_itr']" in " ".join(result.stderr.split())
+    assert "max_iter" in result.stderr
+    result = run_cli("run", "--step", "05_deploy", cwd=project)
+    assert result.returncode == 1
+    assert "unknown step(s) ['05_deploy']" in " ".join(result.stderr.split())
+    assert not (project / "runs").exists()
+    result = run_cli("run", "-p", "novalue", cwd=project)
+    assert result.returncode == 2 and "KEY=VALUE" in result.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_ui_serves_the_mlflow_ui_on_loopback(project) -> None:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    ui = subprocess.Popen(
+        [sys.executable, "-m", "featurepipe", "ui", "--port", str(port)],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,  # read only if it dies, to show why
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        body = b""
+        while time.monotonic() < deadline and ui.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:  # noqa: S310
+                    body = r.read()
+                    break
+            except OSError:
+                time.sleep(0.5)
+        assert body.strip() == b"OK", ui.stdout.read().decode() if ui.poll() is not None else ""
+        assert (project / "mlflow.db").is_file()
+    finally:
+        os.killpg(ui.pid, 15)
+        ui.wait(timeout=30)
+        ui.stdout.close()

