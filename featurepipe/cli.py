@@ -114,8 +114,9 @@ def run(
 
 def _print_summary(flow: FlowResult, project: Path) -> None:
     steps = Table(title=f"flow {flow.run_id}", title_justify="left")
-    for column in ("step", "status", "seconds", "executed notebook"):
+    for column in ("step", "status", "seconds"):
         steps.add_column(column)
+    steps.add_column("executed notebook", overflow="fold")
     for s in flow.steps:
         steps.add_row(s.name, s.status, f"{s.seconds:.1f}", str(s.notebook))
     console.print(steps)
