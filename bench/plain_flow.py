@@ -1,0 +1,373 @@
+"""The work of the four notebooks as one plain Python script: no papermill, no kernels.
+
+Each ``step_*`` function is the code cells of one notebook in ``notebooks/``, with
+the same parameters and the same calls to the featurepipe API, MLflow logging and
+model registration included; the notebook's display-only cells (``head()``,
+tables shown as the cell's result) are left out. ``run_plain`` runs them in order
+in this process the way ``featurepipe.run_flow`` runs the notebooks: one MLflow
+parent run, one child run per step, step summaries in ``runs/<run_id>/``.
+
+Run alone (it writes into the project, as ``featurepipe run`` does)::
+
+    .venv/bin/python bench/plain_flow.py [PROJECT_DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+STEPS = ("01_ingest", "02_features", "03_train", "04_predict")
+
+
+def step_ingest(
+    project_dir: str = ".",
+    run_dir: str = "",
+    mlflow_run_id: str = "",
+    load_id: str = "",
+    months: Sequence[int] = (),
+) -> dict[str, Any]:
+    """notebooks/01_ingest.ipynb: extract, type, clean, validate (the gate) and load."""
+    import polars as pl
+
+    import featurepipe as fp
+
+    config = fp.load_config(project_dir)
+    step = fp.open_step(config, "01_ingest", mlflow_run_id)
+    load_id = load_id or fp.new_run_id()
+    fp.tracking.log_params({"load_id": load_id, "months": list(months) or "all"})
+
+    # Extract
+    extracts = {name: fp.extract_file(name, source) for name, source in config.sources.items()}
+    raw = {name: extract.frame for name, extract in extracts.items()}
+    if months:
+        raw["flights"] = raw["flights"].filter(pl.col("month").is_in([str(m) for m in months]))
+
+    # Type
+    typed = {
+        name: fp.apply_schema(
+            name, frame, config.sources[name].columns, config.sources[name].null_values
+        )
+        for name, frame in raw.items()
+    }
+    quarantine = pl.concat([t.quarantine for t in typed.values()])
+
+    # Clean
+    cleaned = {
+        name: fp.clean_table(name, t.frame, config.sources[name].primary_key)
+        for name, t in typed.items()
+    }
+
+    # Validate: the gate
+    reports = fp.validate_tables(
+        {n: c.frame for n, c in cleaned.items()}, config.path(config.expectations_dir)
+    )
+    fp.tracking.log_metrics({f"expectations_failed.{r.table}": len(r.failures) for r in reports})
+    fp.require_valid(reports)
+
+    # Load
+    warehouse = fp.DeltaDestination(config.path(config.destination.path))
+    loads = {
+        name: warehouse.write(
+            name, c.frame, load_id=load_id, mode=config.sources[name].write_disposition
+        )
+        for name, c in cleaned.items()
+    }
+    if quarantine.height:
+        warehouse.write("_quarantine", quarantine, load_id=load_id, mode="append")
+
+    tables = pl.DataFrame(
+        [
+            {
+                "table": name,
+                "rows_in": typed[name].rows_in,
+                "quarantined": typed[name].rows_quarantined,
+                "duplicates": cleaned[name].duplicates_removed,
+                "rows_loaded": loads[name].rows,
+                "version": loads[name].version,
+                "expectations": f"{r.passed}/{r.evaluated}",
+            }
+            for name, r in zip(cleaned, reports, strict=True)
+        ]
+    )
+    summary = {"tables": tables.to_dicts(), "quarantined_values": quarantine.height}
+    fp.finish_step(
+        step,
+        "01_ingest",
+        run_dir,
+        summary,
+        metrics={
+            f"{m}.{row['table']}": row[m]
+            for row in tables.to_dicts()
+            for m in ("rows_in", "rows_loaded", "quarantined")
+        },
+    )
+    return summary
+
+
+def step_features(
+    project_dir: str = ".", run_dir: str = "", mlflow_run_id: str = "", load_id: str = ""
+) -> dict[str, Any]:
+    """notebooks/02_features.ipynb: build, validate and store the feature table."""
+    import featurepipe as fp
+
+    config = fp.load_config(project_dir)
+    step = fp.open_step(config, "02_features", mlflow_run_id)
+    load_id = load_id or fp.new_run_id()
+    warehouse = fp.DeltaDestination(config.path(config.destination.path))
+
+    # Read the input tables at their current version (pinned and logged)
+    inputs = {name: warehouse.read(name) for name in fp.input_tables(config.features)}
+    fp.tracking.log_table_versions(
+        {name: (str(warehouse.table_path(name)), version) for name, (_, version) in inputs.items()},
+        context="features",
+    )
+    features = fp.build_features(
+        {name: frame for name, (frame, _) in inputs.items()}, config.features
+    )
+
+    # Validate the feature set, then store it
+    reports = fp.validate_tables(
+        {config.features.name: features.frame}, config.path(config.expectations_dir)
+    )
+    fp.require_valid(reports)
+    load = warehouse.write(config.features.name, features.frame, load_id=load_id, mode="replace")
+
+    target = features.frame[features.target]
+    summary = {
+        "feature_rows": features.frame.height,
+        "excluded_unknown_target": features.excluded,
+        "positive_rate": float(target.mean()),
+        "features": len(features.columns),
+        "feature_table_version": load.version,
+        "weather_missing_share": float(features.frame["wx_temp"].is_null().mean()),
+    }
+    fp.finish_step(step, "02_features", run_dir, summary, metrics=dict(summary))
+    return summary
+
+
+def step_train(
+    project_dir: str = ".",
+    run_dir: str = "",
+    mlflow_run_id: str = "",
+    load_id: str = "",
+    max_iter: int | None = None,
+    learning_rate: float | None = None,
+    features_version: int | None = None,
+) -> dict[str, Any]:
+    """notebooks/03_train.ipynb: train, plot the test curves, log, register and save."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import PrecisionRecallDisplay, RocCurveDisplay
+
+    import featurepipe as fp
+
+    config = fp.load_config(project_dir)
+    step = fp.open_step(config, "03_train", mlflow_run_id)
+    warehouse = fp.DeltaDestination(config.path(config.destination.path))
+
+    table, version = warehouse.read(config.features.name, version=features_version)
+    features = fp.describe_features(table.collect(), config.features)
+    fp.tracking.log_table_versions(
+        {config.features.name: (str(warehouse.table_path(config.features.name)), version)},
+        context="training",
+    )
+
+    model = fp.train_model(
+        features,
+        test_start=config.model.test_start,
+        max_iter=max_iter or config.model.max_iter,
+        learning_rate=learning_rate or config.model.learning_rate,
+        max_leaf_nodes=config.model.max_leaf_nodes,
+        random_state=config.model.random_state,
+    )
+    fp.tracking.log_params(
+        {
+            **model.params,
+            "test_start": model.test_start.isoformat(),
+            "features": ",".join(model.columns),
+        }
+    )
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    y = model.test_scores[model.target].to_numpy()
+    p = model.test_scores["probability"].to_numpy()
+    RocCurveDisplay.from_predictions(y, p, ax=axes[0])
+    PrecisionRecallDisplay.from_predictions(y, p, ax=axes[1])
+    fig.suptitle("test months: October–December")
+    fp.tracking.log_figure(fig, "test_curves.png")
+    plt.close(fig)  # a kernel frees it on exit; this process lives on
+
+    # Register and save
+    registered_version = fp.tracking.log_model(
+        model.pipeline,
+        registered_name=config.model.name,
+        alias=config.model.alias,
+        trusted_types=fp.TRUSTED_TYPES,
+        input_example=features.frame.head(5).select(model.columns).to_pandas(),
+    )
+    path = fp.save_model(
+        model,
+        config.path(config.models_dir),
+        config.model.name,
+        {
+            "mlflow_run_id": step.run_id,
+            "registered_version": registered_version,
+            "features_table_version": version,
+        },
+    )
+    summary = {
+        **{f"test_{k}": v for k, v in model.metrics.items()},
+        "train_rows": model.train_rows,
+        "test_rows": model.test_rows,
+        "registered": f"{config.model.name} v{registered_version} @{config.model.alias}",
+        "model_file": str(path),
+    }
+    fp.finish_step(
+        step,
+        "03_train",
+        run_dir,
+        summary,
+        metrics={k: v for k, v in summary.items() if isinstance(v, int | float)},
+    )
+    return summary
+
+
+def step_predict(
+    project_dir: str = ".", run_dir: str = "", mlflow_run_id: str = "", load_id: str = ""
+) -> dict[str, Any]:
+    """notebooks/04_predict.ipynb: score with the registered model and store the scores."""
+    import polars as pl
+
+    import featurepipe as fp
+
+    config = fp.load_config(project_dir)
+    step = fp.open_step(config, "04_predict", mlflow_run_id)
+    load_id = load_id or fp.new_run_id()
+    warehouse = fp.DeltaDestination(config.path(config.destination.path))
+
+    model_file, model_version = fp.tracking.load_registered_model_file(
+        config.model.name, config.model.alias
+    )
+    pipeline = fp.load_model(model_file)
+    inputs = {name: warehouse.read(name) for name in fp.input_tables(config.features)}
+    fp.tracking.log_table_versions(
+        {name: (str(warehouse.table_path(name)), version) for name, (_, version) in inputs.items()},
+        context="prediction",
+    )
+    features = fp.build_features(
+        {name: frame for name, (frame, _) in inputs.items()},
+        config.features,
+        with_target=False,
+        start=config.predict.start,
+        end=config.predict.end,
+    )
+
+    scores = fp.predict_frame(pipeline, features, threshold=config.predict.threshold).with_columns(
+        pl.lit(config.model.name).alias("model"), pl.lit(model_version).alias("model_version")
+    )
+    load = warehouse.write(config.predict.table, scores, load_id=load_id, mode="replace")
+
+    summary = {
+        "scored_rows": scores.height,
+        "predicted_late_share": float(scores["prediction"].mean()),
+        "mean_probability": float(scores["probability"].mean()),
+        "model": f"{config.model.name} v{model_version}",
+        "predictions_table_version": load.version,
+    }
+    fp.finish_step(
+        step,
+        "04_predict",
+        run_dir,
+        summary,
+        metrics={k: v for k, v in summary.items() if isinstance(v, int | float)},
+    )
+    return summary
+
+
+STEP_FUNCTIONS: dict[str, Callable[..., dict[str, Any]]] = {
+    "01_ingest": step_ingest,
+    "02_features": step_features,
+    "03_train": step_train,
+    "04_predict": step_predict,
+}
+
+
+def _detach() -> None:
+    """Leave the step's active MLflow run, as a notebook's kernel does when it exits."""
+    import mlflow
+
+    if mlflow.active_run() is not None:
+        mlflow.end_run()
+
+
+def run_plain(project_dir: Path) -> dict[str, float]:
+    """Run the four steps in this process, tracked like ``featurepipe.run_flow``.
+
+    Args:
+        project_dir: the project folder (holds ``featurepipe.toml``).
+
+    Returns:
+        Wall seconds of each step, by step name (``01_ingest`` ... ``04_predict``).
+    """
+    import featurepipe as fp
+
+    config = fp.load_config(project_dir)
+    run_id = fp.new_run_id()
+    run_dir = config.path(config.flow.runs_dir) / run_id
+    run_dir.mkdir(parents=True)
+    experiment_id = fp.tracking.configure(
+        config.tracking_uri, config.tracking.experiment, config.path("mlruns")
+    )
+    parent = fp.tracking.start_flow_run(
+        experiment_id,
+        f"plain {run_id}",
+        params={"steps": ",".join(STEPS)},
+        tags={fp.tracking.FLOW_TAG: run_id, "featurepipe.project": config.name},
+    )
+    seconds: dict[str, float] = {}
+    try:
+        for name in STEPS:
+            child = fp.tracking.create_step_run(experiment_id, parent, name, run_id)
+            started = time.perf_counter()
+            try:
+                STEP_FUNCTIONS[name](
+                    project_dir=str(config.project_dir),
+                    run_dir=str(run_dir),
+                    mlflow_run_id=child,
+                    load_id=run_id,
+                )
+            except BaseException:
+                _detach()
+                fp.tracking.end_run(child, failed=True)
+                raise
+            _detach()
+            seconds[name] = time.perf_counter() - started
+            fp.tracking.end_run(child)
+    except BaseException:
+        fp.tracking.end_run(parent, failed=True)
+        raise
+    fp.tracking.end_run(parent)
+    return seconds
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the plain script on a project and print each step's wall time."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("project_dir", nargs="?", default=".", type=Path)
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    seconds = run_plain(args.project_dir)
+    total = time.perf_counter() - started
+    for name, value in seconds.items():
+        print(f"{name:<12} {value:8.2f} s")
+    print(f"{'whole flow':<12} {total:8.2f} s")
+
+
+if __name__ == "__main__":
+    main()
