@@ -35,6 +35,7 @@ from rich.console import Console
 from rich.table import Table
 
 import featurepipe as fp
+from featurepipe.flow import stderr_to
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 # What a project is made of; everything else in it is what a run writes.
@@ -87,25 +88,6 @@ def isolated(temp: Path) -> Iterator[None]:
             os.environ.pop(key, None)
             if value is not None:
                 os.environ[key] = value
-
-
-@contextlib.contextmanager
-def stderr_to(path: Path) -> Iterator[None]:
-    """Send this process's stderr (MLflow's messages, warnings) to a file.
-
-    The flow does the same with its kernels' stderr, so both runners stay quiet and
-    the table is readable.
-    """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with path.open("ab") as log_file:
-        os.dup2(log_file.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
 
 
 def time_flow(project: Path) -> dict[str, float]:

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import secrets
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ __all__ = [
     "open_step",
     "read_step_summary",
     "run_flow",
+    "stderr_to",
 ]
 
 log = logging.getLogger(__name__)
@@ -210,7 +212,7 @@ def run_flow(
                 on_step(outcome)
             started = time.perf_counter()
             try:
-                with _kernel_stderr(run_dir / f"{step}.kernel.log"):
+                with stderr_to(run_dir / f"{step}.kernel.log"):
                     papermill.execute_notebook(
                         str(notebooks[step]),
                         str(outcome.notebook),
@@ -251,14 +253,16 @@ def run_flow(
 
 
 @contextlib.contextmanager
-def _kernel_stderr(path: Path) -> Iterator[None]:
-    """Send what kernels write to stderr (their logs and warnings) to a file of the run."""
+def stderr_to(path: Path) -> Iterator[None]:
+    """Send this process's stderr, and so its kernels' logs and warnings, to a file."""
+    sys.stderr.flush()
     saved = os.dup(2)
     with path.open("ab") as log_file:
         os.dup2(log_file.fileno(), 2)
         try:
             yield
         finally:
+            sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
 
