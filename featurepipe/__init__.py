@@ -40,6 +40,9 @@ _EXPORTS: dict[str, str] = {
     "require_valid": "validate",
     "DeltaDestination": "destinations",
     "LoadResult": "destinations",
+    "open_destination": "destinations",
+    "open_warehouse": "warehouse",
+    "read_table": "warehouse",
     "FeatureSet": "features",
     "build_features": "features",
     "describe_features": "features",
@@ -81,7 +84,7 @@ if TYPE_CHECKING:
     from .clean import CleanTable, clean_table
     from .config import Config, load_config
     from .connectors import Extract, extract_file
-    from .destinations import DeltaDestination, LoadResult
+    from .destinations import DeltaDestination, LoadResult, open_destination
     from .errors import (
         ConfigError,
         DestinationError,
@@ -101,3 +104,4 @@ if TYPE_CHECKING:
     from .schema import TypedTable, apply_schema, infer_types
     from .train import TRUSTED_TYPES, TrainedModel, load_model, save_model, train_model
     from .validate import ValidationReport, require_valid, validate_tables
+    from .warehouse import open_warehouse, read_table

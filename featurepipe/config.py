@@ -7,7 +7,8 @@ import os
 import tomllib
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
@@ -67,14 +68,57 @@ class SourceConfig(_Model):
     primary_key: list[str] = Field(default_factory=list)
     columns: dict[str, Hint] = Field(default_factory=dict)
     null_values: list[str] = Field(default_factory=lambda: list(DEFAULT_NULL_VALUES))
-    write_disposition: Literal["replace", "append"] = "replace"
+    write_disposition: Literal["replace", "append", "merge"] = Field(
+        default="replace",
+        description="replace the table, append rows, or merge (upsert on primary_key)",
+    )
+    delete_column: str | None = Field(
+        default=None, description="merge only: a boolean column; true deletes the row's key"
+    )
+
+    @model_validator(mode="after")
+    def _check_disposition(self) -> Self:
+        if self.write_disposition == "merge" and not self.primary_key:
+            raise ValueError("write_disposition 'merge' needs primary_key")
+        if self.delete_column is not None and self.write_disposition != "merge":
+            raise ValueError("delete_column needs write_disposition 'merge'")
+        return self
 
 
 class DestinationConfig(_Model):
     """Where tables are loaded. The embedded default is a Delta Lake folder."""
 
-    kind: Literal["delta"] = "delta"
-    path: str = "warehouse"
+    kind: Literal["delta", "postgres", "sqlite"] = "delta"
+    path: str | None = Field(
+        default=None,
+        description="delta: folder or s3:// URI (default warehouse); sqlite: database file "
+        "(default warehouse.sqlite)",
+    )
+    url: str | None = Field(
+        default=None,
+        description="postgres: e.g. postgresql://user@host:5432/db; the password comes from "
+        "PGPASSWORD or ~/.pgpass, never from this file",
+    )
+    url_env: str | None = Field(default=None, description="postgres: variable holding the URL")
+    schema_name: str = Field(default="public", description="postgres: schema of the tables")
+    storage_options: dict[str, str] = Field(
+        default_factory=dict, description="delta on s3://: object store options"
+    )
+
+    @model_validator(mode="after")
+    def _check_kind(self) -> Self:
+        if self.kind == "postgres":
+            if (self.url is None) == (self.url_env is None):
+                raise ValueError("postgres needs exactly one of `url` or `url_env`")
+            if self.url is not None and urlsplit(self.url).password:
+                raise ValueError(
+                    "`url` holds a password; remove it and set PGPASSWORD (or ~/.pgpass)"
+                )
+            if self.path is not None:
+                raise ValueError("`path` is for delta and sqlite; postgres takes `url`")
+        elif self.url is not None or self.url_env is not None:
+            raise ValueError(f"`url` is for postgres, not {self.kind}")
+        return self
 
 
 class TrackingConfig(_Model):
@@ -178,6 +222,41 @@ class Config(_Model):
     model: ModelConfig
     predict: PredictConfig
     flow: FlowConfig = FlowConfig()
+
+    def destination_options(self) -> dict[str, Any]:
+        """Keyword arguments of ``featurepipe.open_destination`` for this project.
+
+        Raises:
+            ConfigError: ``destination.url_env`` names an unset environment variable.
+        """
+        dest = self.destination
+        if dest.kind == "postgres":
+            url = dest.url or os.environ.get(dest.url_env or "")
+            if not url:
+                raise ConfigError(
+                    f"destination.url_env: environment variable {dest.url_env} is not set; "
+                    "export it with the PostgreSQL URL."
+                )
+            return {"kind": "postgres", "url": url, "schema": dest.schema_name}
+        default = "warehouse" if dest.kind == "delta" else "warehouse.sqlite"
+        path = dest.path or default
+        options: dict[str, Any] = {"kind": dest.kind}
+        options["path"] = path if "://" in path else str(self.path(path))
+        if dest.kind == "delta" and dest.storage_options:
+            options["storage_options"] = dict(dest.storage_options)
+        return options
+
+    def load_options(self, source: str) -> dict[str, Any]:
+        """Keyword arguments of a destination's ``write`` for one source's table."""
+        table = self.sources[source]
+        contract = getattr(table, "contract", "evolve")
+        return {
+            "mode": table.write_disposition,
+            "primary_key": list(table.primary_key),
+            "delete_column": table.delete_column,
+            "source": source,
+            "schema_mode": "freeze" if contract == "freeze" else "evolve",
+        }
 
     def path(self, relative: str) -> Path:
         """A project-relative path made absolute."""
