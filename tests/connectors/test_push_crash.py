@@ -35,7 +35,9 @@ KILL_AT = (1_500, 4_000, 6_500, 8_500)  # acknowledged counts at which the recei
 # The receiver process: the same app and server `featurepipe serve` runs, built from env.
 RECEIVER = """
 import os
-from featurepipe.connectors.push import PushEndpoint, create_receiver_app, decode_secret, run_receiver
+from featurepipe.connectors.push import (
+    PushEndpoint, create_receiver_app, decode_secret, run_receiver,
+)
 from featurepipe.connectors.push_bucket import BatchFlusher
 from featurepipe.connectors.push_queue import open_event_queue
 
