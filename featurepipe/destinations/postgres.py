@@ -87,7 +87,7 @@ class PostgresDestination:
         """``postgresql://user@host:port/db#schema.table`` (never a password)."""
         return f"{self._where()}#{self.schema}.{table}"
 
-    def _id(self, name: str) -> sql.Composed:
+    def _id(self, name: str) -> sql.Identifier:
         return sql.Identifier(self.schema, name)
 
     @contextmanager
@@ -243,11 +243,11 @@ class PostgresDestination:
             return
         with db.transaction():
             db.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{self.schema}._fp",))
-            db.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
             db.execute(
-                sql.SQL(_META).format(
-                    loads=self._id(LOADS_TABLE), tables=self._id(TABLES_TABLE)
-                )
+                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
+            )
+            db.execute(
+                sql.SQL(_META).format(loads=self._id(LOADS_TABLE), tables=self._id(TABLES_TABLE))
             )
 
     def _stored_schema(self, db: psycopg.Connection[Any], table: str) -> pl.Schema | None:
@@ -289,7 +289,9 @@ class PostgresDestination:
             db.execute(sql.SQL("DELETE FROM {}").format(self._id(table)))
         return pl.Schema({**current, **{c: incoming[c] for c in added}})
 
-    def _copy(self, db: psycopg.Connection[Any], target: sql.Composable, rows: pl.DataFrame) -> None:
+    def _copy(
+        self, db: psycopg.Connection[Any], target: sql.Composable, rows: pl.DataFrame
+    ) -> None:
         columns = sql.SQL(", ").join(sql.Identifier(c) for c in rows.columns)
         statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(target, columns)
         with db.cursor() as cursor, cursor.copy(statement) as copy:
@@ -308,9 +310,9 @@ class PostgresDestination:
     ) -> None:
         staging = sql.Identifier(f"_fp_staging_{table}")
         db.execute(
-            sql.SQL(
-                "CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP"
-            ).format(staging, self._id(table))
+            sql.SQL("CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP").format(
+                staging, self._id(table)
+            )
         )
         flag = sql.Identifier(delete_column) if delete_column else None
         if flag is not None:
@@ -323,7 +325,7 @@ class PostgresDestination:
                 index, self._id(table), keys
             )
         )
-        kept = sql.SQL("TRUE")
+        kept: sql.Composable = sql.SQL("TRUE")
         if flag is not None:
             match = sql.SQL(" AND ").join(
                 sql.SQL("t.{k} = s.{k}").format(k=sql.Identifier(k)) for k in primary_key
@@ -375,9 +377,10 @@ class PostgresDestination:
                     query, sql.Identifier(LOAD_ID), literal
                 )
             buffer = bytearray()
-            with db.cursor() as cursor, cursor.copy(
-                sql.SQL("COPY ({}) TO STDOUT (FORMAT csv)").format(query)
-            ) as copy:
+            with (
+                db.cursor() as cursor,
+                cursor.copy(sql.SQL("COPY ({}) TO STDOUT (FORMAT csv)").format(query)) as copy,
+            ):
                 for data in copy:
                     buffer += data
         raw = pl.read_csv(
