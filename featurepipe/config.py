@@ -31,9 +31,16 @@ __all__ = [
 ]
 
 CONFIG_FILE = "featurepipe.toml"
-DEFAULT_NULL_VALUES = ("", "NA", "N/A", "null", "NULL", "None", "NaN")
+# keep in step with featurepipe.schema.infer.DEFAULT_NULL_VALUES (tests check it)
+DEFAULT_NULL_VALUES = ("", "NA", "N/A", "n/a", "#N/A", "null", "NULL", "None", "NaN", "nan", "-")
 
-LogicalType = Literal["bool", "int", "float", "text", "date", "datetime"]
+# keep in step with featurepipe.schema.types.LOGICAL_TYPES and ALIASES (tests check it)
+LogicalType = Literal[
+    "bool", "int8", "int16", "int32", "int64", "uint64", "decimal", "float", "text",
+    "categorical", "date", "time", "datetime", "local_datetime", "duration", "json",
+    "int", "integer", "string", "boolean",
+]  # fmt: skip
+ContractMode = Literal["evolve", "freeze", "discard_row", "discard_value"]
 
 
 class _Model(BaseModel):
@@ -45,18 +52,50 @@ def _hint_from_string(value: Any) -> Any:
 
 
 class ColumnHint(_Model):
-    """A declared type for one column; overrides inference."""
+    """A declared type for one column (overrides inference) and its contract mode."""
 
-    type: LogicalType
+    type: LogicalType | None = Field(default=None, description="None: inferred")
     format: str | None = Field(
-        default=None, description="strptime format for date/datetime, e.g. '%d/%m/%Y'"
+        default=None, description="strptime format for date/time/datetime, e.g. '%d/%m/%Y'"
+    )
+    contract: ContractMode | None = Field(
+        default=None, description="this column's contract mode; default: the table's"
     )
 
 
 Hint = Annotated[ColumnHint, BeforeValidator(_hint_from_string)]
 
 
-class SourceConfig(_Model):
+class _TableConfig(_Model):
+    """What every source that loads a table shares: types, null tokens and the contract.
+
+    Source kinds (file, SQL, HTTP, push) derive from it; keep these names stable.
+    """
+
+    columns: dict[str, Hint] = Field(default_factory=dict)
+    null_values: list[str] = Field(default_factory=lambda: list(DEFAULT_NULL_VALUES))
+    contract: ContractMode = Field(
+        default="evolve", description="evolve | freeze | discard_row | discard_value"
+    )
+    day_first: bool | None = Field(
+        default=None, description="order of dates such as 01/02/2013 when the data cannot tell"
+    )
+    categorical_limit: int = Field(
+        default=256, ge=0, description="most distinct values of a categorical text column"
+    )
+
+    def typing_options(self) -> dict[str, Any]:
+        """The keyword arguments of ``featurepipe.apply_schema`` this source sets."""
+        return {
+            "hints": self.columns,
+            "null_values": self.null_values,
+            "contract": self.contract,
+            "day_first": self.day_first,
+            "categorical_limit": self.categorical_limit,
+        }
+
+
+class SourceConfig(_TableConfig):
     """One table pulled from a file."""
 
     format: Literal["csv", "tsv", "ndjson", "parquet"] = "csv"
@@ -65,8 +104,6 @@ class SourceConfig(_Model):
         default=None, description="read `path` inside this installed Python package's folder"
     )
     primary_key: list[str] = Field(default_factory=list)
-    columns: dict[str, Hint] = Field(default_factory=dict)
-    null_values: list[str] = Field(default_factory=lambda: list(DEFAULT_NULL_VALUES))
     write_disposition: Literal["replace", "append"] = "replace"
 
 
