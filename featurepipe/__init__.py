@@ -27,9 +27,14 @@ _EXPORTS: dict[str, str] = {
     "TrackingError": "errors",
     "FlowError": "errors",
     "StepFailed": "errors",
+    "StateError": "errors",
     # stages
     "Extract": "connectors",
     "extract_file": "connectors",
+    "Extraction": "connectors",
+    "extract_source": "connectors",
+    "CONNECTORS": "connectors",
+    "StateStore": "state",
     "TypedTable": "schema",
     "apply_schema": "schema",
     "infer_types": "schema",
@@ -45,6 +50,9 @@ _EXPORTS: dict[str, str] = {
     "require_valid": "validate",
     "DeltaDestination": "destinations",
     "LoadResult": "destinations",
+    "open_destination": "destinations",
+    "open_warehouse": "warehouse",
+    "read_table": "warehouse",
     "FeatureSet": "features",
     "build_features": "features",
     "describe_features": "features",
@@ -85,8 +93,8 @@ if TYPE_CHECKING:
     from . import tracking
     from .clean import CleanTable, clean_table
     from .config import Config, load_config
-    from .connectors import Extract, extract_file
-    from .destinations import DeltaDestination, LoadResult
+    from .connectors import CONNECTORS, Extract, Extraction, extract_file, extract_source
+    from .destinations import DeltaDestination, LoadResult, open_destination
     from .errors import (
         ConfigError,
         DestinationError,
@@ -96,6 +104,7 @@ if TYPE_CHECKING:
         ModelError,
         SchemaError,
         SourceError,
+        StateError,
         StepFailed,
         TrackingError,
         ValidationFailed,
@@ -113,5 +122,7 @@ if TYPE_CHECKING:
         infer_types,
         profile_table,
     )
+    from .state import StateStore
     from .train import TRUSTED_TYPES, TrainedModel, load_model, save_model, train_model
     from .validate import ValidationReport, require_valid, validate_tables
+    from .warehouse import open_warehouse, read_table

@@ -102,3 +102,13 @@ def test_schema_command_names_an_unknown_source(project: Path) -> None:
     result = run_cli("schema", "nope", "--project", str(project), cwd=project)
     assert result.returncode == 2
     assert "no source 'nope'" in result.stderr and "weather" in result.stderr
+
+
+def test_connectors_lists_each_kind_with_stage_and_options(tmp_path) -> None:
+    result = run_cli("connectors", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert 'kind = "file" · beta ·' in result.stdout
+    for option in ("incremental", "storage_options", "primary_key"):
+        assert option in result.stdout
+    unknown = run_cli("connectors", "ftp", cwd=tmp_path)
+    assert unknown.returncode == 2 and "no connector 'ftp'" in unknown.stderr

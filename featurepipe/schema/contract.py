@@ -23,7 +23,7 @@ every quarantined value is a row of the quarantine table, with its reason.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import polars as pl
@@ -61,8 +61,8 @@ class TypedTable:
     Attributes:
         table: table name.
         frame: the typed rows, columns renamed to destination-safe names.
-        schema: the schema of this load (``version`` is the stored one it extends; the
-            store numbers a changed schema when it is saved after the load commits).
+        schema: the schema of this load, with the version it has once saved (the stored
+            version if nothing changed); save it with ``SchemaStore.save`` after the load.
         quarantine: one row per value that did not fit (source, table, load id, row,
             column, raw value, reason); ``row`` is the 1-based data row in the source.
         rows_in: rows received.
@@ -351,10 +351,7 @@ def _next_schema(
         old = current.get(column.name)
         if old is None or not _same(old.type, column.stored):
             current[column.name] = ColumnSchema(column.name, column.original, column.stored)
-    return TableSchema(
-        table=table,
-        columns=current,
-        version=stored.version if stored else 0,
-        load_id=load_id,
-        changes=tuple(changes),
-    )
+    schema = TableSchema(table=table, columns=current, load_id=load_id, changes=tuple(changes))
+    if stored is not None and schema.same_columns(stored):
+        return replace(schema, version=stored.version)
+    return replace(schema, version=(stored.version if stored else 0) + 1)

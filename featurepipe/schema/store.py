@@ -46,7 +46,7 @@ class TableSchema:
     Attributes:
         table: table name.
         columns: columns by normalized name, in order.
-        version: 0 for a schema not yet stored, then 1, 2, … per change.
+        version: 1, 2, … one per change.
         load_id: the load that wrote this version.
         changes: what changed from the previous version, one line per change.
     """
