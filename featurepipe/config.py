@@ -418,6 +418,16 @@ def _locate(key: str, source: FileSourceConfig, project_dir: Path) -> str:
     return str(Path(next(iter(spec.submodule_search_locations))) / source.path)
 
 
+def _resolve_sqlite(source: SqlSourceConfig, project_dir: Path) -> SqlSourceConfig:
+    prefix = "sqlite:///"
+    if source.url is None or not source.url.startswith(prefix):
+        return source
+    path = Path(source.url[len(prefix) :])
+    if path.is_absolute():
+        return source
+    return source.model_copy(update={"url": prefix + str((project_dir / path).resolve())})
+
+
 def _format_errors(exc: ValidationError, file: Path) -> str:
     lines = [f"{file}: invalid configuration"]
     for err in exc.errors():
@@ -461,6 +471,8 @@ def load_config(project: str | Path = ".") -> Config:
     sources = {
         key: source.model_copy(update={"path": _locate(key, source, project_dir)})
         if isinstance(source, FileSourceConfig)
+        else _resolve_sqlite(source, project_dir)
+        if isinstance(source, SqlSourceConfig)
         else source
         for key, source in config.sources.items()
     }

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ConfigError
 from .base import Batch, Extraction, Lineage, SourceBase, Stage
 from .files import Extract, FileSource, extract_file
+from .sql import SqlSource
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -21,13 +22,14 @@ __all__ = [
     "FileSource",
     "Lineage",
     "SourceBase",
+    "SqlSource",
     "Stage",
     "connector_for",
     "extract_file",
     "extract_source",
 ]
 
-CONNECTORS: dict[str, type[SourceBase[Any]]] = {"file": FileSource}
+CONNECTORS: dict[str, type[SourceBase[Any]]] = {"file": FileSource, "sql": SqlSource}
 """Every pull connector by its ``kind`` in featurepipe.toml."""
 
 
