@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ConfigError
 from .base import Batch, Extraction, Lineage, SourceBase, Stage
 from .files import Extract, FileSource, extract_file
+from .http import HttpSource
 from .sql import SqlSource
 
 if TYPE_CHECKING:
@@ -20,6 +21,7 @@ __all__ = [
     "Extract",
     "Extraction",
     "FileSource",
+    "HttpSource",
     "Lineage",
     "SourceBase",
     "SqlSource",
@@ -29,7 +31,11 @@ __all__ = [
     "extract_source",
 ]
 
-CONNECTORS: dict[str, type[SourceBase[Any]]] = {"file": FileSource, "sql": SqlSource}
+CONNECTORS: dict[str, type[SourceBase[Any]]] = {
+    "file": FileSource,
+    "sql": SqlSource,
+    "http": HttpSource,
+}
 """Every pull connector by its ``kind`` in featurepipe.toml."""
 
 
