@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ConfigError
 from .base import Batch, Extraction, Lineage, SourceBase, Stage
 from .files import Extract, FileSource, extract_file
+from .push_bucket import PushSource
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -20,6 +21,7 @@ __all__ = [
     "Extraction",
     "FileSource",
     "Lineage",
+    "PushSource",
     "SourceBase",
     "Stage",
     "connector_for",
@@ -27,8 +29,8 @@ __all__ = [
     "extract_source",
 ]
 
-CONNECTORS: dict[str, type[SourceBase[Any]]] = {"file": FileSource}
-"""Every pull connector by its ``kind`` in featurepipe.toml."""
+CONNECTORS: dict[str, type[SourceBase[Any]]] = {"file": FileSource, "push": PushSource}
+"""Every connector by its ``kind`` in featurepipe.toml (push sources are read from their bucket)."""
 
 
 def connector_for(name: str, source: SourceConfig) -> SourceBase[Any]:
