@@ -125,13 +125,8 @@ def old(seconds: float) -> datetime:
 def push_project(tmp_path: Path, **options: object) -> Path:
     """A project folder: the repository's flights config plus a push source ``orders``
     (secret in ``$ORDERS_SECRET``, bucket ``bucket/``) with ``options`` added."""
-    lines = [
-        "[sources.orders]",
-        'kind = "push"',
-        'secrets_env = ["ORDERS_SECRET"]',
-        'bucket = "bucket"',
-        *(f"{key} = {json.dumps(value)}" for key, value in options.items()),
-    ]
+    settings = {"kind": "push", "secrets_env": ["ORDERS_SECRET"], "bucket": "bucket", **options}
+    lines = ["[sources.orders]", *(f"{k} = {json.dumps(v)}" for k, v in settings.items())]
     project = tmp_path / "project"
     project.mkdir(exist_ok=True)
     text = (REPO / "featurepipe.toml").read_text(encoding="utf-8")
