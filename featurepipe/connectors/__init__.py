@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ConfigError
 from .base import Batch, Extraction, Lineage, SourceBase, Stage
 from .files import Extract, FileSource, extract_file
+from .sql import SqlSource
 from .push_bucket import PushSource
 
 if TYPE_CHECKING:
@@ -23,13 +24,18 @@ __all__ = [
     "Lineage",
     "PushSource",
     "SourceBase",
+    "SqlSource",
     "Stage",
     "connector_for",
     "extract_file",
     "extract_source",
 ]
 
-CONNECTORS: dict[str, type[SourceBase[Any]]] = {"file": FileSource, "push": PushSource}
+CONNECTORS: dict[str, type[SourceBase[Any]]] = {
+    "file": FileSource,
+    "sql": SqlSource,
+    "push": PushSource,
+}
 """Every connector by its ``kind`` in featurepipe.toml (push sources are read from their bucket)."""
 
 

@@ -64,7 +64,7 @@ def test_push_source_defaults_and_paths(tmp_path: Path) -> None:
     assert isinstance(source, PushSourceConfig)
     assert source.bucket == str(project.resolve() / "bucket")
     assert source.queue == f"sqlite:///{project.resolve() / 'push-queue.db'}"
-    assert source.primary_key == ["webhook_id"] and source.write_disposition == "append"
+    assert source.primary_key == ["webhook_id"] and source.write_disposition == "merge"
     assert source.columns["received_at"].type == "datetime"
 
 
