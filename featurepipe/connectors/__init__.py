@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ConfigError
 from .base import Batch, Extraction, Lineage, SourceBase, Stage
 from .files import Extract, FileSource, extract_file
-from .sql import SqlSource
 from .push_bucket import PushSource
+from .sql import SqlSource
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
