@@ -106,12 +106,12 @@ def test_signed_event_reaches_the_warehouse_and_sigterm_drains(tmp_path: Path) -
     assert typed.rows_quarantined == 0
     cleaned = fp.clean_table("orders", typed.frame, source.primary_key)
     warehouse = fp.DeltaDestination(config.path(config.destination.path))
-    warehouse.write("orders", cleaned.frame, load_id="l1", mode=source.write_disposition)
+    warehouse.write("orders", cleaned.frame, load_id="l1", **config.load_options("orders"))
     state.commit("orders", extraction.state)
     table, _version = warehouse.read("orders")
     loaded = table.collect().sort("order")
     assert loaded["order"].to_list() == [0, 1, 2]
-    assert loaded["customer"].to_list() == ['{"id":0}', '{"id":1}', '{"id":2}']
+    assert loaded["customer"].to_list() == [{"id": 0}, {"id": 1}, {"id": 2}]  # JSON text typed
     assert loaded.schema["received_at"].is_temporal()
     again = fp.extract_source("orders", source, state.read("orders"), load_id="l2").collect()
     assert again.height == 0  # the manifest remembers the loaded batch
