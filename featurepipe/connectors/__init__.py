@@ -8,6 +8,7 @@ from ..errors import ConfigError
 from .base import Batch, Extraction, Lineage, SourceBase, Stage
 from .files import Extract, FileSource, extract_file
 from .http import HttpSource
+from .push_bucket import PushSource
 from .sql import SqlSource
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ __all__ = [
     "FileSource",
     "HttpSource",
     "Lineage",
+    "PushSource",
     "SourceBase",
     "SqlSource",
     "Stage",
@@ -35,8 +37,9 @@ CONNECTORS: dict[str, type[SourceBase[Any]]] = {
     "file": FileSource,
     "sql": SqlSource,
     "http": HttpSource,
+    "push": PushSource,
 }
-"""Every pull connector by its ``kind`` in featurepipe.toml."""
+"""Every connector by its ``kind`` in featurepipe.toml (push sources are read from their bucket)."""
 
 
 def connector_for(name: str, source: SourceConfig) -> SourceBase[Any]:
