@@ -221,6 +221,36 @@ def schema(
 
 
 @app.command()
+def serve(
+    project: ProjectOption = Path("."),
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8787,
+) -> None:
+    """Receive the push sources' signed webhooks at POST /hooks/SOURCE until SIGTERM or Ctrl-C.
+
+    Each event is committed to the source's queue before it is answered, and flushed to
+    its bucket as NDJSON batches; a stop finishes requests in flight and flushes first.
+    """
+    from .config import PushSourceConfig
+    from .connectors.push import build_receiver, run_receiver
+
+    try:
+        config = load_config(project)
+        sources = {n: s for n, s in config.sources.items() if isinstance(s, PushSourceConfig)}
+        receiver = build_receiver(sources)
+    except ConfigError as exc:
+        raise _fail(exc, 2) from exc
+    except FeaturepipeError as exc:
+        raise _fail(exc, 1) from exc
+    for name in sources:
+        errors.print(f"receiving [bold]{name}[/] at http://{host}:{port}/hooks/{name}")
+    try:
+        run_receiver(receiver, host=host, port=port)
+    except FeaturepipeError as exc:
+        raise _fail(exc, 1) from exc
+
+
+@app.command()
 def connectors(
     kind: Annotated[str | None, typer.Argument(help="show only this kind, e.g. sql")] = None,
 ) -> None:
