@@ -141,7 +141,9 @@ def main() -> None:
     kinds = args.only or ["delta", "postgres", "sqlite"]
     table = Table(title=f"load {frame.height:,} rows (best of {args.repeat})")
     for column in ("destination", "baseline", "rows/s", "baseline rows/s", "ratio"):
-        table.add_column(column, justify="left" if column in ("destination", "baseline") else "right")
+        table.add_column(
+            column, justify="left" if column in ("destination", "baseline") else "right"
+        )
     baselines = {
         "delta": "polars write_parquet",
         "postgres": "psycopg COPY FROM csv",
