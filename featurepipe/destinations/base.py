@@ -177,12 +177,17 @@ def check_load(
 
 
 def with_lineage(
-    frame: pl.DataFrame, load_id: str, loaded_at: datetime | None = None
+    frame: pl.DataFrame,
+    load_id: str,
+    loaded_at: datetime | None = None,
+    *,
+    dictionary: bool = False,
 ) -> pl.DataFrame:
-    """The frame with ``_fp_load_id`` and ``_fp_loaded_at`` added to every row."""
+    """The frame with ``_fp_load_id`` and ``_fp_loaded_at`` added to every row
+    (``dictionary``: the load id as a categorical, which Parquet stores as one value)."""
     at = loaded_at or datetime.now(UTC)
     return frame.with_columns(
-        pl.lit(load_id, pl.String).alias(LOAD_ID),
+        pl.lit(load_id, pl.Categorical if dictionary else pl.String).alias(LOAD_ID),
         pl.lit(at).cast(pl.Datetime("us", "UTC")).alias(LOADED_AT),
     )
 

@@ -9,14 +9,19 @@ repaired on replay if a crash fell between the two.
 
 from __future__ import annotations
 
+import json
+import time
+import uuid
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, Transaction
 from deltalake.exceptions import DeltaError, TableNotFoundError
+from deltalake.transaction import AddAction
 
 from ..errors import DestinationError
 from ..schema.mapping import to_destination
@@ -155,29 +160,39 @@ class DeltaDestination:
             version = self._record_replayed(table, delta, load_id, mode, source, schema_version)
             return LoadResult(table, 0, version, load_id, mode, skipped=True)
 
-        data = with_lineage(to_destination("delta", table, frame), load_id)
-        stored = data.drop(delete_column) if delete_column else data
+        # categoricals stay dictionaries for Parquet; Delta stores them as strings
+        encoded = to_destination("delta", table, frame, keep_dictionary=True)
+        data = with_lineage(encoded, load_id, dictionary=True)
+        stored = pl.Schema(
+            {
+                c: pl.String() if isinstance(t, pl.Categorical | pl.Enum) else t
+                for c, t in data.schema.items()
+                if c != delete_column
+            }
+        )
         added: list[str] = []
-        if delta is not None and (mode != "replace" or schema_mode == "freeze"):
-            current = pl.scan_delta(delta).collect_schema()
-            added = schema_changes(table, current, stored.schema, schema_mode)
+        current = None if delta is None else self._schema(delta)
+        if current is not None and (mode != "replace" or schema_mode == "freeze"):
+            added = schema_changes(table, current, stored, schema_mode)
         commit = CommitProperties(
             custom_metadata={_LOAD_KEY: load_id},
             app_transactions=[Transaction(app_id=app_id, version=0)],
         )
         try:
+            if delete_column and delta is None:  # a first merge: nothing to delete yet
+                data = data.filter(~pl.col(delete_column).fill_null(False)).drop(delete_column)
             if mode == "merge" and delta is not None:
-                self._merge(delta, data, primary_key, delete_column, bool(added), commit)
+                strings = data.with_columns(pl.col(pl.Categorical, pl.Enum).cast(pl.String))
+                self._merge(delta, strings, primary_key, delete_column, bool(added), commit)
+            elif delta is not None and current == stored and isinstance(self.path, Path):
+                self._commit_parquet(delta, table, data, mode == "replace", commit)
             else:
-                if delete_column:  # a first merge: flagged rows have nothing to delete
-                    stored = data.filter(~pl.col(delete_column).fill_null(False)).drop(
-                        delete_column
-                    )
+                strings = data.with_columns(pl.col(pl.Categorical, pl.Enum).cast(pl.String))
                 overwrite = mode == "replace"
                 options: dict[str, Any] = {"commit_properties": commit}
                 if delta is not None and (overwrite or added):
                     options["schema_mode"] = "overwrite" if overwrite else "merge"
-                stored.write_delta(
+                strings.write_delta(
                     self.location(table),
                     mode="overwrite" if overwrite else "append",
                     storage_options=self.storage_options,
@@ -191,6 +206,31 @@ class DeltaDestination:
             ) from exc
         self._record(load_id, source, table, frame.height, schema_version, mode, version)
         return LoadResult(table, frame.height, version, load_id, mode)
+
+    def _commit_parquet(
+        self,
+        delta: DeltaTable,
+        table: str,
+        rows: pl.DataFrame,
+        overwrite: bool,
+        commit: CommitProperties,
+    ) -> None:
+        """Append to or replace an existing local table whose schema the rows match: polars
+        writes the Parquet file (faster than deltalake's writer), then one Delta commit adds
+        it. A file left by a crash before the commit is not part of the table (vacuum
+        removes it)."""
+        name = f"part-{uuid.uuid4()}-c000.zstd.parquet"
+        file = self.table_path(table) / name
+        try:
+            rows.write_parquet(file)
+        except BaseException:
+            file.unlink(missing_ok=True)  # not committed: nothing refers to it
+            raise
+        stats = json.dumps({"numRecords": rows.height})
+        add = AddAction(name, file.stat().st_size, {}, int(time.time() * 1000), True, stats)
+        delta.create_write_transaction(
+            [add], "overwrite" if overwrite else "append", delta.schema(), commit_properties=commit
+        )
 
     def _merge(
         self,
@@ -221,6 +261,11 @@ class DeltaDestination:
                 .when_not_matched_insert(columns, predicate=keep)
             )
         merger.execute()
+
+    @staticmethod
+    def _schema(delta: DeltaTable) -> pl.Schema:
+        arrow = pa.schema(delta.schema().to_arrow())
+        return pl.from_arrow(arrow.empty_table()).schema  # type: ignore[union-attr]
 
     def _open_existing(self, table: str) -> DeltaTable:
         delta = self._open(table)

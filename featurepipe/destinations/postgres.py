@@ -24,6 +24,7 @@ from ..errors import DestinationError
 from ..schema.mapping import from_destination, storage_type, to_destination
 from .base import (
     LOAD_ID,
+    LOADED_AT,
     LOADS_SCHEMA,
     LOADS_TABLE,
     Disposition,
@@ -41,6 +42,11 @@ __all__ = ["PostgresDestination"]
 
 TABLES_TABLE = "_fp_tables"
 COPY_ROWS = 200_000  # rows per CSV chunk streamed into COPY
+_LOAD_SETTING = "featurepipe.load_id"  # set for each load's transaction only
+_DEFAULTS = {
+    LOAD_ID: sql.SQL(" NOT NULL DEFAULT current_setting({})").format(sql.Literal(_LOAD_SETTING)),
+    LOADED_AT: sql.SQL(" NOT NULL DEFAULT now()"),  # the load's transaction start
+}
 
 _META = """
 CREATE TABLE IF NOT EXISTS {loads} (
@@ -197,9 +203,11 @@ class PostgresDestination:
         check_load(table, frame, mode, primary_key, delete_column)
         if table.startswith("_fp_"):
             raise DestinationError(f"table {table!r}: names starting with _fp_ are reserved")
-        lineage = with_lineage(frame, load_id)
+        lineage = with_lineage(frame.head(0), load_id)
         stored = lineage.drop(delete_column) if delete_column else lineage
-        encoded = to_destination("postgres", table, lineage)
+        # the lineage columns are filled by their column defaults (the load id set for the
+        # transaction, its start time), so COPY does not carry them on every row
+        encoded = to_destination("postgres", table, frame, keep_dictionary=True)
         with self._connect() as db:
             self._create_meta(db)
             with db.transaction():
@@ -215,6 +223,7 @@ class PostgresDestination:
                 ).fetchone()
                 if done:
                     return LoadResult(table, 0, int(done[0]), load_id, mode, skipped=True)
+                db.execute("SELECT set_config(%s, %s, true)", (_LOAD_SETTING, load_id))
                 schema = self._prepare_table(db, table, stored.schema, mode, schema_mode)
                 if mode == "merge":
                     self._merge(db, table, encoded, primary_key, delete_column)
@@ -271,7 +280,11 @@ class PostgresDestination:
             if current is not None:
                 db.execute(sql.SQL("DROP TABLE {}").format(self._id(table)))
             columns = sql.SQL(", ").join(
-                sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(storage_type("postgres", t)))
+                sql.SQL("{} {}{}").format(
+                    sql.Identifier(c),
+                    sql.SQL(storage_type("postgres", t)),
+                    _DEFAULTS.get(c, sql.SQL("")),
+                )
                 for c, t in incoming.items()
             )
             db.execute(sql.SQL("CREATE TABLE {} ({})").format(self._id(table), columns))
@@ -336,7 +349,7 @@ class PostgresDestination:
                 )
             )
             kept = sql.SQL("s.{} IS NOT TRUE").format(flag)
-        names = [c for c in rows.columns if c != delete_column]
+        names = [c for c in rows.columns if c != delete_column] + [LOAD_ID, LOADED_AT]
         columns = sql.SQL(", ").join(sql.Identifier(c) for c in names)
         updates = sql.SQL(", ").join(
             sql.SQL("{c} = excluded.{c}").format(c=sql.Identifier(c))

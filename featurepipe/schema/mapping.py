@@ -264,6 +264,10 @@ def _encode(destination: str, column: str, dtype: pl.DataType) -> pl.Expr | None
     col = pl.col(column)
     if logical in ("categorical", "null"):
         return col.cast(pl.String)
+    if logical in ("datetime", "datetime_tz") and destination != "sqlite":
+        zone = getattr(dtype, "time_zone", None)
+        if getattr(dtype, "time_unit", None) == "us" and zone in (None, "UTC"):
+            return None  # already what the destination stores
     if logical in ("datetime", "datetime_tz", "duration"):
         micro = _microseconds(dtype)(column)
         if destination == "sqlite" and logical != "duration":
@@ -303,13 +307,17 @@ def _encode(destination: str, column: str, dtype: pl.DataType) -> pl.Expr | None
     return None
 
 
-def to_destination(destination: str, table: str, frame: pl.DataFrame) -> pl.DataFrame:
+def to_destination(
+    destination: str, table: str, frame: pl.DataFrame, *, keep_dictionary: bool = False
+) -> pl.DataFrame:
     """Transform a frame into the types a destination stores, refusing lossy values.
 
     Args:
         destination: ``delta``, ``postgres`` or ``sqlite``.
         table: table name, for error messages.
         frame: the rows to load.
+        keep_dictionary: leave categorical columns as they are, for a writer that stores
+            them as dictionary-encoded text (Parquet).
 
     Returns:
         The frame with every column in a type the destination holds.
@@ -321,6 +329,8 @@ def to_destination(destination: str, table: str, frame: pl.DataFrame) -> pl.Data
     checks: dict[str, tuple[pl.Expr, str]] = {}
     encoded: list[pl.Expr] = []
     for column, dtype in frame.schema.items():
+        if keep_dictionary and logical_type(dtype) == "categorical":
+            continue
         try:
             expr = _encode(destination, column, dtype)
         except SchemaError as exc:

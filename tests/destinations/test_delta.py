@@ -49,3 +49,19 @@ def test_missing_table_or_version_is_a_clear_error(tmp_path) -> None:
     warehouse.write("t", pl.DataFrame({"k": [1]}), load_id="L")
     with pytest.raises(DestinationError, match="table 't' at version 7"):
         warehouse.read("t", version=7)
+
+
+def test_loads_into_an_existing_table_commit_polars_parquet_read_back_as_strings(tmp_path) -> None:
+    warehouse = DeltaDestination(tmp_path)
+    frame = pl.DataFrame({"k": [1, 2], "c": pl.Series(["a", None], dtype=pl.Categorical)})
+    warehouse.write("t", frame, load_id="L1", mode="append")  # creates the table
+    before = {p.name for p in (tmp_path / "t").glob("*.parquet")}
+    warehouse.write("t", frame, load_id="L2", mode="append")  # polars Parquet + one commit
+    [added] = {p.name for p in (tmp_path / "t").glob("*.parquet")} - before
+    assert added.startswith("part-") and added.endswith(".zstd.parquet")
+    back = warehouse.read("t")[0].collect().sort("k", LOAD_ID)
+    assert back.schema["c"] == pl.String and back.schema[LOAD_ID] == pl.String
+    assert back.select("k", "c", LOAD_ID).rows() == [
+        (1, "a", "L1"), (1, "a", "L2"), (2, None, "L1"), (2, None, "L2")
+    ]  # fmt: skip
+    assert warehouse.write("t", frame, load_id="L2", mode="append").skipped

@@ -63,6 +63,9 @@ def test_merge_upserts_deletes_and_replays_to_the_same_table(destination: Destin
         hashes.add(int(_rows(destination, "t").hash_rows().sum()))
     assert len(hashes) == 1
     assert _rows(destination, "t").rows() == [(1, "a"), (2, "B"), (4, "d")]
+    lineage = destination.read("t")[0].collect().sort("k")
+    assert lineage[LOAD_ID].to_list() == ["L1", "M2", "M2"]  # updated rows carry the new id
+    assert lineage[LOADED_AT][1] > lineage[LOADED_AT][0]
 
 
 def test_pinned_reads_follow_appends(destination: Destination) -> None:
