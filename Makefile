@@ -35,6 +35,7 @@ test: install services lint
 
 bench: install
 	$(BIN)/python bench/flow.py
+	$(BIN)/python bench/model.py
 
 ui: install
 	$(BIN)/featurepipe ui
