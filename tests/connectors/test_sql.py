@@ -108,7 +108,7 @@ def test_rows_sharing_the_last_cursor_value_are_never_lost_or_doubled(postgres, 
 
     assert pull() == 1_000
     assert store.read(table)["cursor"]["value"] == T0
-    assert len(store.read(table)["cursor"]["keys"]) == 1_000
+    assert len(store.read(table)["cursor"]["rows"]) == 1_000
     # late arrivals: 250 more at the same instant, 5 later ones
     postgres.execute(
         f"INSERT INTO {table} VALUES (%s, %s, %s, %s)",
