@@ -31,6 +31,7 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
+    from .config import Config
     from .flow import FlowResult, StepResult
 
 app = typer.Typer(
@@ -169,6 +170,9 @@ def run(
             help="exit 6 unless the flow's METRIC >= NUMBER, e.g. test_roc_auc=0.65",
         ),
     ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="show which steps would run and why; run nothing")
+    ] = False,
 ) -> None:
     """Run the notebook flow, skipping steps that are up to date, and print a summary.
 
@@ -185,6 +189,9 @@ def run(
         config = load_config(project)
         parameters = _parse_parameters(param or [])
         thresholds = _parse_thresholds(fail_under or [])
+        if dry_run:
+            _explain(config, parameters, step, start, end, force)
+            return
         with Live(live_steps, console=console, refresh_per_second=4, transient=False) as live:
 
             def show(result: StepResult) -> None:
@@ -209,6 +216,30 @@ def run(
     if not console.is_terminal:
         console.line()
     _print_summary(flow, project)
+
+
+def _explain(
+    config: Config,
+    parameters: dict[str, Any],
+    steps: list[str] | None,
+    start: str | None,
+    end: str | None,
+    force: bool,
+) -> None:
+    from .flow import explain_flow
+
+    decisions = explain_flow(
+        config, parameters=parameters, steps=steps, start=start, end=end, force=force
+    )
+    table = Table(title="dry run: nothing was run", title_justify="left")
+    for column in ("step", "would", "why"):
+        table.add_column(column, overflow="fold")
+    for d in decisions:
+        if d.entry is None:
+            table.add_row(d.step, "[cyan]run[/]", d.reason)
+        else:
+            table.add_row(d.step, "[green]reuse[/]", f"up to date, run {d.entry.run_id}")
+    console.print(table)
 
 
 def _print_summary(flow: FlowResult, project: Path) -> None:

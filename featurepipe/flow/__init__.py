@@ -29,17 +29,19 @@ from typing import Any
 from .. import tracking
 from ..config import Config
 from ..errors import MetricBelowThreshold, StepFailed
-from .cache import CACHE_FILE, CacheEntry, StepCache
+from .cache import CACHE_FILE, CacheEntry, StepCache, StepDecision, decide_step
 from .dag import FLOW_PARAMETERS, Step, merge_parameters, notebook_parameters, plan_steps
 from .execute import stderr_to
-from .fingerprint import step_fingerprint, table_versions
+from .fingerprint import table_versions
 from .record import frozen_requirements, run_record
 
 __all__ = [
     "FLOW_PARAMETERS",
     "FlowResult",
     "Step",
+    "StepDecision",
     "StepResult",
+    "explain_flow",
     "finish_step",
     "merge_parameters",
     "new_run_id",
@@ -251,6 +253,32 @@ def run_flow(
     return result
 
 
+def explain_flow(
+    config: Config,
+    *,
+    parameters: Mapping[str, Any] | None = None,
+    steps: Sequence[str] | None = None,
+    start: str | None = None,
+    end: str | None = None,
+    force: bool = False,
+) -> list[StepDecision]:
+    """What ``run_flow`` with the same arguments would run or reuse, and why; runs nothing.
+
+    Raises:
+        FlowError, ConfigError: as ``run_flow`` would before running anything.
+    """
+    plan = plan_steps(config, parameters=parameters, only=steps, start=start, end=end)
+    cache = StepCache(config.path(config.flow.runs_dir) / CACHE_FILE)
+    decisions: list[StepDecision] = []
+    ran: set[str] = set()
+    for step in plan:
+        decision = decide_step(config, step, cache, ran=ran, start=start, force=force)
+        if decision.runs:
+            ran.add(step.name)
+        decisions.append(decision)
+    return decisions
+
+
 def _run_steps(
     config: Config,
     plan: Sequence[Step],
@@ -264,21 +292,15 @@ def _run_steps(
     ran: set[str] = set()
     data: dict[str, Any] = {}
     for step in plan:
-        fingerprint, parts = step_fingerprint(
-            config, step=step.name, notebook=step.notebook, parameters=step.parameters
-        )
-        entry, reason = None, "forced (--force)" if force else ""
-        if not force and step.name == start:
-            reason = "forced (--from)"
-        elif not force and set(step.upstream) & ran:
-            reason = f"upstream {sorted(set(step.upstream) & ran)} ran"
-        elif not force:
-            entry, reason = cache.lookup(config, fingerprint)
+        decision = decide_step(config, step, cache, ran=ran, start=start, force=force)
+        fingerprint, reason, entry = decision.fingerprint, decision.reason, decision.entry
         if entry is not None:
             outcome = _reuse(config, step, entry, result, fingerprint)
             cache.save()  # remembers file hashes computed while probing
         else:
-            outcome, entry = _execute(config, step, result, cache, fingerprint, parts, on_step)
+            outcome, entry = _execute(
+                config, step, result, cache, fingerprint, decision.parts, on_step
+            )
             ran.add(step.name)
         # The data versions this run's results stand on, whether made now or reused.
         data.update({f"data.read.{k}": v for k, v in entry.reads.items()})

@@ -11,15 +11,16 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..config import Config
-from .fingerprint import FileHashes, probe_data
+from .dag import Step
+from .fingerprint import FileHashes, probe_data, step_fingerprint
 
-__all__ = ["CACHE_FILE", "CacheEntry", "StepCache"]
+__all__ = ["CACHE_FILE", "CacheEntry", "StepCache", "StepDecision", "decide_step"]
 
 CACHE_FILE = "cache.json"
 _FORMAT = 1
@@ -56,17 +57,28 @@ class StepCache:
         }
         self.hashes = FileHashes(data.get("file_hashes", {}))
 
-    def lookup(self, config: Config, fingerprint: str) -> tuple[CacheEntry | None, str]:
+    def lookup(
+        self, config: Config, fingerprint: str, parts: Mapping[str, Any] | None = None
+    ) -> tuple[CacheEntry | None, str]:
         """The reusable entry for a fingerprint, or None and the reason it cannot be reused."""
         entry = self.entries.get(fingerprint)
         if entry is None:
-            return None, "no earlier run with this notebook, parameters, config and libraries"
+            return None, self._what_changed(parts or {})
         for label, recorded in (("input", entry.reads), ("output", entry.writes)):
             current = probe_data(config, recorded, self.hashes)
             for key, version in recorded.items():
                 if version is None or current[key] != version:
                     return None, f"{label} {key} changed ({version} -> {current[key]})"
         return entry, "up to date"
+
+    def _what_changed(self, parts: Mapping[str, Any]) -> str:
+        step = parts.get("step")
+        earlier = [e for e in self.entries.values() if e.step == step and e.parts]
+        if not earlier:
+            return "never ran successfully"
+        last = max(earlier, key=lambda e: e.finished_at)
+        changed = [k for k, v in parts.items() if last.parts.get(k) != v]
+        return f"{', '.join(changed) or 'fingerprint'} changed since run {last.run_id}"
 
     def store(self, fingerprint: str, entry: CacheEntry) -> None:
         """Remember a successful step run and write the cache file."""
@@ -89,3 +101,49 @@ class StepCache:
     def probe(self, config: Config, names: Mapping[str, Any]) -> dict[str, str | None]:
         """Current versions of inputs (using this cache's remembered file hashes)."""
         return probe_data(config, names, self.hashes)
+
+
+@dataclass(frozen=True)
+class StepDecision:
+    """Whether a step runs or reuses an earlier run, and why."""
+
+    step: str
+    fingerprint: str
+    parts: dict[str, Any]
+    entry: CacheEntry | None
+    reason: str
+
+    @property
+    def runs(self) -> bool:
+        """True when the step must run."""
+        return self.entry is None
+
+
+def decide_step(
+    config: Config,
+    step: Step,
+    cache: StepCache,
+    *,
+    ran: Collection[str],
+    start: str | None = None,
+    force: bool = False,
+) -> StepDecision:
+    """Decide whether ``step`` runs, given the steps that ``ran`` earlier in this flow run.
+
+    A step runs when forced (``--force``, or it is the ``--from`` step), when an upstream
+    step ran in this flow run, or when the cache holds no valid entry for it.
+    """
+    fingerprint, parts = step_fingerprint(
+        config, step=step.name, notebook=step.notebook, parameters=step.effective
+    )
+    entry: CacheEntry | None = None
+    upstream_ran = sorted(set(step.upstream).intersection(ran))
+    if force:
+        reason = "forced (--force)"
+    elif step.name == start:
+        reason = "forced (--from)"
+    elif upstream_ran:
+        reason = f"upstream {', '.join(upstream_ran)} ran"
+    else:
+        entry, reason = cache.lookup(config, fingerprint, parts)
+    return StepDecision(step.name, fingerprint, parts, entry, reason)

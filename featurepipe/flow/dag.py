@@ -49,6 +49,12 @@ class Step:
     parameters: dict[str, Any] = field(default_factory=dict)
     timeout: float = 3600.0
 
+    @property
+    def effective(self) -> dict[str, Any]:
+        """Every parameter the notebook will see, defaults included (flow parameters left out)."""
+        merged = {**self.declared, **self.parameters}
+        return {k: v for k, v in merged.items() if k not in FLOW_PARAMETERS}
+
 
 def notebook_parameters(path: str | Path) -> dict[str, Any]:
     """The parameters a notebook declares in its cell tagged ``parameters``, with defaults.
@@ -226,14 +232,16 @@ def plan_steps(
     unknown = sorted(k for k in given if k not in known)
     if unknown:
         raise FlowError(f"unknown parameter(s) {unknown}; the notebooks declare {sorted(known)}")
-    for layer, where in ((config.flow.parameters, "flow.parameters"),) + tuple(
-        (config.flow.step(n).parameters, f"flow.steps.{n}.parameters") for n in names
-    ):
-        bad = sorted(k for k in layer if k not in known)
+    checks = [(config.flow.parameters, "flow.parameters", known)] + [
+        (config.flow.step(n).parameters, f"flow.steps.{n}.parameters", set(declared[n]))
+        for n in order
+    ]
+    for layer, where, allowed in checks:
+        bad = sorted(k for k in layer if k not in allowed)
         if bad:
             raise ConfigError(
                 f"featurepipe.toml: {where}: unknown parameter(s) {bad}; "
-                f"the notebooks declare {sorted(known)}"
+                f"the notebook(s) declare {sorted(allowed - set(FLOW_PARAMETERS))}"
             )
     return [
         Step(
