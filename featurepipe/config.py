@@ -231,6 +231,24 @@ class Config(_Model):
     predict: PredictConfig
     flow: FlowConfig = FlowConfig()
 
+    @model_validator(mode="after")
+    def _flow_names_exist(self) -> Config:
+        sections = set(type(self).model_fields) - {"project_dir", "flow"}
+        for name, step in self.flow.steps.items():
+            unknown = sorted(set(step.config or []) - sections)
+            if unknown:
+                raise ValueError(
+                    f"flow.steps.{name}.config: unknown section(s) {unknown}; "
+                    f"choose from {sorted(sections)}"
+                )
+            missing = sorted(set(step.sources or []) - set(self.sources))
+            if missing:
+                raise ValueError(
+                    f"flow.steps.{name}.sources: unknown source(s) {missing}; "
+                    f"featurepipe.toml defines {sorted(self.sources)}"
+                )
+        return self
+
     def path(self, relative: str) -> Path:
         """A project-relative path made absolute."""
         return (self.project_dir / relative).resolve()
