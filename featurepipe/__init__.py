@@ -27,9 +27,14 @@ _EXPORTS: dict[str, str] = {
     "TrackingError": "errors",
     "FlowError": "errors",
     "StepFailed": "errors",
+    "StateError": "errors",
     # stages
     "Extract": "connectors",
     "extract_file": "connectors",
+    "Extraction": "connectors",
+    "extract_source": "connectors",
+    "CONNECTORS": "connectors",
+    "StateStore": "state",
     "TypedTable": "schema",
     "apply_schema": "schema",
     "infer_types": "schema",
@@ -80,7 +85,7 @@ if TYPE_CHECKING:
     from . import tracking
     from .clean import CleanTable, clean_table
     from .config import Config, load_config
-    from .connectors import Extract, extract_file
+    from .connectors import CONNECTORS, Extract, Extraction, extract_file, extract_source
     from .destinations import DeltaDestination, LoadResult
     from .errors import (
         ConfigError,
@@ -91,6 +96,7 @@ if TYPE_CHECKING:
         ModelError,
         SchemaError,
         SourceError,
+        StateError,
         StepFailed,
         TrackingError,
         ValidationFailed,
@@ -99,5 +105,6 @@ if TYPE_CHECKING:
     from .flow import FlowResult, finish_step, new_run_id, open_step, read_step_summary, run_flow
     from .predict import predict_frame
     from .schema import TypedTable, apply_schema, infer_types
+    from .state import StateStore
     from .train import TRUSTED_TYPES, TrainedModel, load_model, save_model, train_model
     from .validate import ValidationReport, require_valid, validate_tables

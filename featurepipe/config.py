@@ -9,7 +9,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    model_validator,
+)
 
 from .errors import ConfigError
 
@@ -20,15 +29,22 @@ __all__ = [
     "Config",
     "DestinationConfig",
     "FeaturesConfig",
+    "FileSourceConfig",
     "FlowConfig",
+    "HttpAuth",
+    "HttpSourceConfig",
     "Lookup",
     "ModelConfig",
+    "Pagination",
     "PredictConfig",
+    "SOURCE_KINDS",
     "SourceConfig",
+    "SqlSourceConfig",
     "StepConfig",
     "TargetConfig",
     "TrackingConfig",
     "load_config",
+    "table_options",
 ]
 
 CONFIG_FILE = "featurepipe.toml"
@@ -57,18 +73,212 @@ class ColumnHint(_Model):
 Hint = Annotated[ColumnHint, BeforeValidator(_hint_from_string)]
 
 
-class SourceConfig(_Model):
-    """One table pulled from a file."""
+class _TableConfig(_Model):
+    """Options every source shares: how its table is typed, keyed and loaded.
 
-    format: Literal["csv", "tsv", "ndjson", "parquet"] = "csv"
-    path: str = Field(description="file path, relative to the project or to `package`")
+    Other stages add their table-level options here (schema contracts, load modes), so
+    every kind of source gets them.
+    """
+
+    primary_key: list[str] = Field(
+        default_factory=list, description="columns that identify a row (dedup, incremental)"
+    )
+    columns: dict[str, Hint] = Field(
+        default_factory=dict, description="type hints, e.g. { at = 'datetime' }"
+    )
+    null_values: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_NULL_VALUES), description="text that means null"
+    )
+    write_disposition: Literal["replace", "append"] = Field(
+        default="replace", description="how a load writes the table"
+    )
+
+    def _require_incremental_load(self, what: str) -> None:
+        if self.write_disposition == "replace":
+            raise ValueError(
+                f"{what} extracts only what is new, so replacing the table would drop the "
+                "rows loaded before; set write_disposition to a mode that keeps them (append)"
+            )
+
+
+def table_options() -> list[str]:
+    """Names of the options every kind of source shares."""
+    return list(_TableConfig.model_fields)
+
+
+FileFormat = Literal["csv", "tsv", "json", "ndjson", "parquet", "xlsx"]
+
+
+class FileSourceConfig(_TableConfig):
+    """A table read from files: a path, a glob or an fsspec URL (``s3://bucket/key*.csv``)."""
+
+    kind: Literal["file"] = "file"
+    format: FileFormat = "csv"
+    path: str = Field(
+        description="file path or glob, relative to the project or to `package`, or a URL"
+    )
     package: str | None = Field(
         default=None, description="read `path` inside this installed Python package's folder"
     )
-    primary_key: list[str] = Field(default_factory=list)
-    columns: dict[str, Hint] = Field(default_factory=dict)
-    null_values: list[str] = Field(default_factory=lambda: list(DEFAULT_NULL_VALUES))
-    write_disposition: Literal["replace", "append"] = "replace"
+    delimiter: str | None = Field(
+        default=None, description="CSV field separator; ',' for csv and a tab for tsv"
+    )
+    encoding: Literal["utf8", "utf8-lossy", "latin1", "cp1252"] = "utf8"
+    has_header: bool = True
+    skip_rows: int = Field(default=0, ge=0, description="lines to skip before the header")
+    compression: Literal["infer", "none", "gzip", "zip"] = Field(
+        default="infer", description="'infer' goes by the file suffix (.gz, .zip)"
+    )
+    sheet: str | None = Field(default=None, description="Excel sheet name; the first by default")
+    storage_options: dict[str, str] = Field(
+        default_factory=dict,
+        description="fsspec options such as endpoint_url; keys come from the environment",
+    )
+    incremental: bool = Field(
+        default=False, description="extract only new or changed files (a manifest in _state)"
+    )
+    batch_rows: int = Field(default=250_000, gt=0, description="rows per extracted batch")
+
+    @model_validator(mode="after")
+    def _check(self) -> FileSourceConfig:
+        if self.incremental:
+            self._require_incremental_load("incremental = true")
+        return self
+
+
+class SqlSourceConfig(_TableConfig):
+    """A table or a query read from PostgreSQL, MySQL/MariaDB or SQLite."""
+
+    kind: Literal["sql"]
+    url: str | None = Field(
+        default=None,
+        description="e.g. postgresql://user@host:5432/db; never put a password here",
+    )
+    url_env: str | None = Field(default=None, description="environment variable holding the URL")
+    password_env: str | None = Field(
+        default=None, description="environment variable holding the password"
+    )
+    table: str | None = None
+    query: str | None = None
+    cursor: str | None = Field(
+        default=None, description="column that grows with new or changed rows (incremental)"
+    )
+    batch_rows: int = Field(default=100_000, gt=0, description="rows per extracted batch")
+
+    @model_validator(mode="after")
+    def _check(self) -> SqlSourceConfig:
+        if (self.table is None) == (self.query is None):
+            raise ValueError("give exactly one of `table` or `query`")
+        if (self.url is None) == (self.url_env is None):
+            raise ValueError("give exactly one of `url` or `url_env`")
+        if self.url is not None and _url_has_password(self.url):
+            raise ValueError(
+                "`url` holds a password; remove it and name an environment variable in "
+                "`password_env` (or put the whole URL in one and set `url_env`)"
+            )
+        if self.cursor is not None:
+            if not self.primary_key:
+                raise ValueError(
+                    "an incremental source (`cursor`) needs `primary_key`, so rows sharing "
+                    "the last cursor value are neither lost nor loaded twice"
+                )
+            self._require_incremental_load("`cursor`")
+        return self
+
+
+class Pagination(_Model):
+    """How an HTTP API hands out its pages."""
+
+    style: Literal["none", "page", "offset", "cursor", "link"] = "none"
+    page_param: str = "page"
+    first_page: int = 1
+    offset_param: str = "offset"
+    limit_param: str = "limit"
+    limit: int = Field(default=100, gt=0, description="records per page (offset style)")
+    cursor_param: str = Field(default="cursor", description="query parameter of the next token")
+    next_cursor: str = Field(default="next", description="dotted path of the next token")
+    max_pages: int | None = Field(default=None, gt=0)
+
+
+class HttpAuth(_Model):
+    """Credentials for an HTTP API, always read from environment variables."""
+
+    style: Literal["bearer", "basic", "api_key"]
+    token_env: str | None = Field(default=None, description="bearer token or API key variable")
+    username_env: str | None = None
+    password_env: str | None = None
+    header: str = Field(default="X-API-Key", description="header of the API key")
+
+    @model_validator(mode="after")
+    def _check(self) -> HttpAuth:
+        if self.style == "basic" and not (self.username_env and self.password_env):
+            raise ValueError("basic auth needs `username_env` and `password_env`")
+        if self.style != "basic" and not self.token_env:
+            raise ValueError(f"{self.style} auth needs `token_env`")
+        return self
+
+
+class HttpSourceConfig(_TableConfig):
+    """Records pulled from a JSON HTTP API."""
+
+    kind: Literal["http"]
+    base_url: str
+    endpoint: str = ""
+    params: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict)
+    records: str | None = Field(
+        default=None, description="dotted path of the record list in a response, e.g. 'data'"
+    )
+    pagination: Pagination = Pagination()
+    auth: HttpAuth | None = None
+    cursor: str | None = Field(default=None, description="record field that grows (incremental)")
+    cursor_param: str | None = Field(
+        default=None, description="query parameter that asks for records from a cursor value"
+    )
+    flatten: bool = Field(default=False, description="nested objects become parent.child columns")
+    timeout: float = Field(default=30.0, gt=0, description="seconds per request")
+    max_retries: int = Field(default=5, ge=0)
+    backoff: float = Field(default=0.5, gt=0, description="first retry delay in seconds")
+
+    @model_validator(mode="after")
+    def _check(self) -> HttpSourceConfig:
+        if (self.cursor is None) != (self.cursor_param is None):
+            raise ValueError("`cursor` and `cursor_param` go together")
+        if self.cursor is not None:
+            if not self.primary_key:
+                raise ValueError(
+                    "an incremental source (`cursor`) needs `primary_key`, so records sharing "
+                    "the last cursor value are neither lost nor loaded twice"
+                )
+            self._require_incremental_load("`cursor`")
+        return self
+
+
+def _url_has_password(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    return bool(urlsplit(url).password)
+
+
+def _source_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return str(value.get("kind", "file"))
+    return str(getattr(value, "kind", "file"))
+
+
+SOURCE_KINDS = ("file", "sql", "http")
+
+SourceConfig = Annotated[
+    Annotated[FileSourceConfig, Tag("file")]
+    | Annotated[SqlSourceConfig, Tag("sql")]
+    | Annotated[HttpSourceConfig, Tag("http")],
+    Discriminator(
+        _source_kind,
+        custom_error_type="source_kind",
+        custom_error_message="unknown source kind; use one of " + ", ".join(SOURCE_KINDS),
+    ),
+]
+"""One source: ``kind`` picks the connector and defaults to ``"file"``."""
 
 
 class DestinationConfig(_Model):
@@ -263,7 +473,9 @@ class Config(_Model):
         return uri
 
 
-def _locate(key: str, source: SourceConfig, project_dir: Path) -> str:
+def _locate(key: str, source: FileSourceConfig, project_dir: Path) -> str:
+    if "://" in source.path:
+        return source.path  # an fsspec URL such as s3://bucket/key
     if source.package is None:
         return str((project_dir / source.path).resolve())
     spec = importlib.util.find_spec(source.package)
@@ -279,7 +491,10 @@ def _locate(key: str, source: SourceConfig, project_dir: Path) -> str:
 def _format_errors(exc: ValidationError, file: Path) -> str:
     lines = [f"{file}: invalid configuration"]
     for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        loc = list(err["loc"])
+        if len(loc) > 2 and loc[0] == "sources" and loc[2] in SOURCE_KINDS:
+            del loc[2]  # the union's tag, not a key the user wrote
+        key = ".".join(str(p) for p in loc) or "(top level)"
         lines.append(f"  - {key}: {err['msg']}")
     return "\n".join(lines)
 
@@ -315,6 +530,8 @@ def load_config(project: str | Path = ".") -> Config:
         raise ConfigError(_format_errors(exc, file)) from exc
     sources = {
         key: source.model_copy(update={"path": _locate(key, source, project_dir)})
+        if isinstance(source, FileSourceConfig)
+        else source
         for key, source in config.sources.items()
     }
     return config.model_copy(update={"sources": sources})

@@ -6,6 +6,7 @@ file, table, row or column concerned and what to do about it::
     FeaturepipeError
     ├── ConfigError                 featurepipe.toml is missing, unreadable or invalid
     ├── SourceError                 a source cannot be read (missing file, bad format)
+    ├── StateError                  a source's cursor or manifest state cannot be read or written
     ├── SchemaError                 a column cannot be typed as declared
     ├── ValidationFailed            a Great Expectations suite failed: the gate is shut
     ├── DestinationError            the destination cannot be read or written
@@ -39,6 +40,7 @@ __all__ = [
     "ModelError",
     "SchemaError",
     "SourceError",
+    "StateError",
     "StepFailed",
     "StepTimedOut",
     "TrackingError",
@@ -56,6 +58,10 @@ class ConfigError(FeaturepipeError):
 
 class SourceError(FeaturepipeError):
     """A source cannot be read."""
+
+
+class StateError(FeaturepipeError):
+    """A source's committed cursor or manifest state cannot be read or written."""
 
 
 class SchemaError(FeaturepipeError):

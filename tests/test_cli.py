@@ -74,3 +74,13 @@ def test_ui_serves_the_mlflow_ui_on_loopback(project) -> None:
         os.killpg(ui.pid, 15)
         ui.wait(timeout=30)
         ui.stdout.close()
+
+
+def test_connectors_lists_each_kind_with_stage_and_options(tmp_path) -> None:
+    result = run_cli("connectors", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert 'kind = "file" · beta ·' in result.stdout
+    for option in ("incremental", "storage_options", "primary_key"):
+        assert option in result.stdout
+    unknown = run_cli("connectors", "ftp", cwd=tmp_path)
+    assert unknown.returncode == 2 and "no connector 'ftp'" in unknown.stderr

@@ -66,3 +66,73 @@ def test_naive_test_start_is_rejected(project) -> None:
     _edit(project, "test_start = 2013-10-01T00:00:00-04:00", "test_start = 2013-10-01T00:00:00")
     with pytest.raises(ConfigError, match="model"):
         load_config(project)
+
+
+def _with_source(project: Path, block: str) -> None:
+    file = project / "featurepipe.toml"
+    file.write_text(file.read_text().replace("# ---- features", block + "\n# ---- features", 1))
+
+
+def test_source_kind_defaults_to_file_and_picks_the_connector(project) -> None:
+    _with_source(
+        project,
+        """
+[sources.orders]
+kind = "sql"
+url = "postgresql://app@127.0.0.1:5432/shop"
+password_env = "SHOP_PASSWORD"
+table = "orders"
+cursor = "updated_at"
+primary_key = ["id"]
+write_disposition = "append"
+
+[sources.events]
+kind = "http"
+base_url = "http://127.0.0.1:8000"
+endpoint = "/events"
+records = "data"
+pagination = { style = "cursor", next_cursor = "meta.next" }
+auth = { style = "bearer", token_env = "EVENTS_TOKEN" }
+
+[sources.drops]
+path = "s3://bucket/drops/*.csv.gz"
+incremental = true
+write_disposition = "append"
+""",
+    )
+    config = load_config(project)
+    kinds = {name: type(s).__name__ for name, s in config.sources.items()}
+    assert kinds["flights"] == "FileSourceConfig"
+    assert kinds["orders"] == "SqlSourceConfig"
+    assert kinds["events"] == "HttpSourceConfig"
+    assert config.sources["drops"].path == "s3://bucket/drops/*.csv.gz"  # URLs stay URLs
+    assert config.sources["orders"].primary_key == ["id"]  # table options shared by every kind
+
+
+@pytest.mark.parametrize(
+    ("block", "message"),
+    [
+        ('kind = "ftp"\npath = "x"', r"sources\.bad: unknown source kind; use one of file, sql"),
+        ('kind = "sql"\nurl = "sqlite:///x.db"', r"sources\.bad: .*exactly one of `table` or"),
+        (
+            'kind = "sql"\nurl = "postgresql://u:secret@h/db"\ntable = "t"',
+            r"sources\.bad: .*holds a password.*password_env",
+        ),
+        (
+            'kind = "sql"\nurl = "sqlite:///x.db"\ntable = "t"\ncursor = "at"\n'
+            'primary_key = ["id"]',
+            r"sources\.bad: .*replacing the table would drop",
+        ),
+        (
+            'kind = "sql"\nurl = "sqlite:///x.db"\ntable = "t"\ncursor = "at"',
+            r"needs `primary_key`",
+        ),
+        ('kind = "http"\nbase_url = "http://h"\nauth = { style = "basic" }', r"sources\.bad\.auth"),
+        ('path = "x.csv"\nformat = "xml"', r"sources\.bad\.format"),
+    ],
+)
+def test_bad_source_names_the_source_and_the_fix(project, block, message) -> None:
+    _with_source(project, f"[sources.bad]\n{block}\n")
+    with pytest.raises(ConfigError, match=message) as err:
+        load_config(project)
+    assert "secret" not in str(err.value)

@@ -1,22 +1,249 @@
-"""Read one file source (CSV/TSV, zipped or not, NDJSON, Parquet) into a raw polars frame."""
+"""The file connector: CSV/TSV (.gz, .zip), JSON, NDJSON, Parquet and Excel from paths, globs
+and fsspec URLs, incremental by a manifest of the files already read.
+"""
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import io
 import zipfile
+import zlib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import TYPE_CHECKING
+from pathlib import Path, PurePosixPath
+from typing import Any
 
+import fsspec
 import polars as pl
+from fsspec.core import url_to_fs
 
+from ..config import FileSourceConfig
 from ..errors import SourceError
+from .base import Batch, BatchReader, SourceBase, read_batches
 
-if TYPE_CHECKING:
-    from ..config import SourceConfig
+__all__ = ["Extract", "FileSource", "extract_file"]
 
-__all__ = ["Extract", "extract_file"]
+_GLOB_CHARS = frozenset("*?[")
+# Polars reads these straight from a local file in bounded batches; the rest are read whole.
+_STREAMABLE = frozenset({"csv", "tsv", "ndjson", "parquet"})
+
+
+class FileSource(SourceBase[FileSourceConfig]):
+    """Files matched by a path, glob or URL; with ``incremental``, only new or changed ones."""
+
+    kind = "file"
+    stage = "beta"
+    options = FileSourceConfig
+    summary = "CSV/TSV (.gz, .zip), JSON, NDJSON, Parquet, Excel; local paths, globs, s3:// …"
+
+    def read(self, state: Mapping[str, Any]) -> BatchReader:
+        """Yield the batches of every file (new or changed ones when incremental)."""
+        cfg = self.config
+        manifest: dict[str, Any] = dict(state.get("manifest", {})) if cfg.incremental else {}
+        seen: dict[str, Any] = {}
+        for file in self._list_files():
+            entry = {"size": file.size, "mtime": file.mtime}
+            old = manifest.get(file.url)
+            if old and {k: old.get(k) for k in entry} == entry:
+                seen[file.url] = old  # same size and mtime: not read again
+                continue
+            if self._can_stream(file):
+                entry["sha256"] = _file_sha256(file.url) if cfg.incremental else ""
+                seen[file.url] = entry
+                if not (old and old.get("sha256") == entry["sha256"]):
+                    yield from self._stream_local(file.url)
+                continue
+            data = self._read_bytes(file)
+            entry["sha256"] = hashlib.sha256(data).hexdigest()
+            seen[file.url] = entry
+            if old and old.get("sha256") == entry["sha256"]:
+                continue  # touched, not changed
+            yield from read_batches(self._parse(file.url, data), file.url, cfg.batch_rows)
+        return {"manifest": seen} if cfg.incremental else {}
+
+    # ---- listing --------------------------------------------------------------------
+
+    def _list_files(self) -> list[_File]:
+        cfg = self.config
+        try:
+            fs, root = url_to_fs(cfg.path, **cfg.storage_options)
+            if _GLOB_CHARS & set(root):
+                paths = sorted(fs.glob(root))
+            elif fs.isfile(root):
+                paths = [root]
+            else:
+                paths = []
+            files = [_File.from_info(fs, fs.info(p)) for p in paths]
+        except (OSError, ValueError, ImportError) as exc:
+            raise SourceError(
+                f"source {self.name!r}: cannot list {cfg.path}: {exc}; check "
+                f"`sources.{self.name}.path` and `storage_options`."
+            ) from exc
+        files = [f for f in files if f.kind == "file"]
+        if not files and not cfg.incremental:
+            what = "no file matches" if _GLOB_CHARS & set(cfg.path) else "file not found:"
+            raise SourceError(
+                f"source {self.name!r}: {what} {cfg.path}; check `sources.{self.name}.path` "
+                "in featurepipe.toml."
+            )
+        return files
+
+    # ---- reading --------------------------------------------------------------------
+
+    def _compression(self, url: str) -> str:
+        if self.config.compression != "infer":
+            return self.config.compression
+        suffix = PurePosixPath(url).suffix.lower()
+        return {".gz": "gzip", ".gzip": "gzip", ".zip": "zip"}.get(suffix, "none")
+
+    def _can_stream(self, file: _File) -> bool:
+        cfg = self.config
+        return (
+            file.local
+            and cfg.format in _STREAMABLE
+            and self._compression(file.url) == "none"
+            and cfg.encoding == "utf8"
+        )
+
+    def _read_bytes(self, file: _File) -> bytes:
+        try:
+            with fsspec.open(file.url, "rb", **self.config.storage_options) as handle:
+                data: bytes = handle.read()
+            compression = self._compression(file.url)
+            if compression == "gzip":
+                return gzip.decompress(data)
+            if compression == "zip":
+                return self._unzip(file.url, data)
+            return data
+        except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+            raise SourceError(
+                f"source {self.name!r}: {file.url} is not a complete gzip file ({exc}); "
+                "the file is truncated or corrupt: copy it again from its origin."
+            ) from exc
+        except zipfile.BadZipFile as exc:
+            raise SourceError(f"source {self.name!r}: {file.url} is not a zip file: {exc}") from exc
+        except OSError as exc:
+            raise SourceError(f"source {self.name!r}: cannot read {file.url}: {exc}") from exc
+
+    def _unzip(self, url: str, data: bytes) -> bytes:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = [m for m in archive.namelist() if not m.endswith("/")]
+            if len(members) != 1:
+                raise SourceError(
+                    f"source {self.name!r}: {url}: a zipped source must hold exactly one file, "
+                    f"found {len(members)}: {members[:5]}; unzip it and point `path` at the "
+                    "file you want."
+                )
+            return archive.read(members[0])
+
+    def _csv_options(self) -> dict[str, Any]:
+        cfg = self.config
+        return {
+            "separator": cfg.delimiter or ("\t" if cfg.format == "tsv" else ","),
+            "has_header": cfg.has_header,
+            "skip_rows": cfg.skip_rows,
+            "infer_schema": False,  # every column as text: typing happens in `schema`
+            "empty_string_is_null": False,
+        }
+
+    def _stream_local(self, url: str) -> Iterator[Batch]:
+        cfg = self.config
+        path = url.removeprefix("file://")
+        try:
+            if cfg.format in ("csv", "tsv"):
+                lazy = pl.scan_csv(path, glob=False, **self._csv_options())
+            elif cfg.format == "ndjson":
+                lazy = pl.scan_ndjson(path)
+            else:
+                lazy = pl.scan_parquet(path, glob=False)
+            empty = True
+            for frame in lazy.collect_batches(chunk_size=cfg.batch_rows):
+                empty = False
+                yield Batch(frame, url)
+            if empty:
+                yield Batch(lazy.limit(0).collect(), url)
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            raise self._unreadable(url, exc) from exc
+
+    def _parse(self, url: str, data: bytes) -> pl.DataFrame:
+        cfg = self.config
+        try:
+            if cfg.format in ("csv", "tsv"):
+                encoding = cfg.encoding
+                if encoding in ("latin1", "cp1252"):
+                    data, encoding = data.decode(encoding).encode(), "utf8"
+                return pl.read_csv(io.BytesIO(data), encoding=encoding, **self._csv_options())
+            if cfg.format == "ndjson":
+                return pl.read_ndjson(io.BytesIO(data))
+            if cfg.format == "json":
+                return pl.read_json(io.BytesIO(data))
+            if cfg.format == "parquet":
+                return pl.read_parquet(io.BytesIO(data))
+            return self._read_excel(url, data)
+        except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError, ValueError) as exc:
+            raise self._unreadable(url, exc) from exc
+
+    def _read_excel(self, url: str, data: bytes) -> pl.DataFrame:
+        if not data.startswith(b"PK"):  # .xlsx is a zip; calamine's message says less
+            raise self._unreadable(url, ValueError("not an .xlsx workbook (no zip signature)"))
+        try:
+            # every column as text, like CSV: typing happens in `schema`
+            frame = pl.read_excel(
+                io.BytesIO(data),
+                sheet_name=self.config.sheet,
+                has_header=self.config.has_header,
+                infer_schema_length=0,
+                raise_if_empty=False,
+            )
+        except Exception as exc:  # fastexcel raises its own classes, not exported
+            raise self._unreadable(url, exc) from exc
+        assert isinstance(frame, pl.DataFrame)  # noqa: S101 (one sheet asked, one returned)
+        return frame
+
+    def _unreadable(self, url: str, exc: BaseException) -> SourceError:
+        return SourceError(
+            f"source {self.name!r}: cannot read {url} as {self.config.format}: {exc}; check "
+            f"`sources.{self.name}.format` and the file's options (delimiter, encoding, sheet)."
+        )
+
+
+@dataclass(frozen=True)
+class _File:
+    url: str
+    size: int | None
+    mtime: str | None
+    kind: str
+    local: bool
+
+    @classmethod
+    def from_info(cls, fs: fsspec.AbstractFileSystem, info: Mapping[str, Any]) -> _File:
+        local = "file" in fs.protocol or "local" in fs.protocol
+        name = str(info["name"])
+        url = name if local else fs.unstrip_protocol(name)
+        mtime = info.get("mtime") or info.get("LastModified") or info.get("last_modified")
+        if isinstance(mtime, int | float):
+            mtime = datetime.fromtimestamp(mtime, UTC)
+        return cls(
+            url=url,
+            size=info.get("size"),
+            mtime=mtime.isoformat() if isinstance(mtime, datetime) else _str_or_none(mtime),
+            kind=str(info.get("type", "file")),
+            local=local,
+        )
+
+
+def _str_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _file_sha256(path: str) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+# ---- whole-file reading, kept for callers that want one frame ---------------------------
 
 
 @dataclass(frozen=True)
@@ -38,21 +265,8 @@ class Extract:
         return self.frame.height
 
 
-def _read_bytes(path: Path) -> bytes | Path:
-    if path.suffix != ".zip":
-        return path
-    with zipfile.ZipFile(path) as archive:
-        members = [m for m in archive.namelist() if not m.endswith("/")]
-        if len(members) != 1:
-            raise SourceError(
-                f"{path}: a zipped source must hold exactly one file, found {len(members)}: "
-                f"{members[:5]}; unzip it and point `path` at the file you want."
-            )
-        return archive.read(members[0])
-
-
-def extract_file(table: str, source: SourceConfig) -> Extract:
-    """Read a file source whole.
+def extract_file(table: str, source: FileSourceConfig) -> Extract:
+    """Read a file source whole, ignoring any manifest.
 
     Args:
         table: the table name the source loads into (used in messages).
@@ -64,27 +278,11 @@ def extract_file(table: str, source: SourceConfig) -> Extract:
     Raises:
         SourceError: the file is missing, unreadable or not in the declared format.
     """
-    path = Path(source.path)
-    if not path.is_file():
-        raise SourceError(
-            f"source {table!r}: file not found: {path}; check `sources.{table}.path` "
-            "in featurepipe.toml."
-        )
-    try:
-        data = _read_bytes(path)
-        if source.format in ("csv", "tsv"):
-            frame = pl.read_csv(
-                io.BytesIO(data) if isinstance(data, bytes) else data,
-                separator="\t" if source.format == "tsv" else ",",
-                infer_schema=False,
-                empty_string_is_null=False,
-            )
-        elif source.format == "ndjson":
-            frame = pl.read_ndjson(io.BytesIO(data) if isinstance(data, bytes) else data)
-        else:
-            frame = pl.read_parquet(io.BytesIO(data) if isinstance(data, bytes) else data)
-    except (pl.exceptions.PolarsError, OSError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
-        raise SourceError(
-            f"source {table!r}: cannot read {path} as {source.format}: {exc}"
-        ) from exc
-    return Extract(table=table, frame=frame, location=str(path), extracted_at=datetime.now(UTC))
+    extraction = FileSource(table, source.model_copy(update={"incremental": False})).extract()
+    frame = extraction.collect()
+    return Extract(
+        table=table,
+        frame=frame,
+        location=", ".join(extraction.lineage.locations) or str(Path(source.path)),
+        extracted_at=extraction.extracted_at,
+    )

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..config import Config, SourceConfig
+from ..config import Config
 
 __all__ = [
     "LIBRARIES",
@@ -58,7 +58,7 @@ DataProbe = Callable[[Config, str, "FileHashes"], str | None]
 """Return the current version of one named input as text, or None when it is unknown."""
 
 _PROBES: dict[str, DataProbe] = {}
-_SOURCE_PROBES: dict[str, Callable[[SourceConfig, FileHashes], str | None]] = {}
+_SOURCE_PROBES: dict[str, Callable[[Any, FileHashes], str | None]] = {}
 
 
 def digest(value: Any) -> str:
@@ -170,18 +170,33 @@ def register_probe(kind: str, probe: DataProbe) -> None:
     _PROBES[kind] = probe
 
 
-def register_source_probe(
-    kind: str, probe: Callable[[SourceConfig, FileHashes], str | None]
-) -> None:
-    """Teach the cache to version a source kind (``kind`` in ``[sources.X]``)."""
+def register_source_probe(kind: str, probe: Callable[[Any, FileHashes], str | None]) -> None:
+    """Teach the cache to version a source kind (``kind`` in ``[sources.X]``).
+
+    ``probe(source_config, hashes)`` returns a text that changes whenever the source's
+    data changes, or None when it cannot tell (then the step that reads it always runs).
+    A SQL connector might return ``max(updated_at)`` and a row count, an HTTP one an ETag.
+    """
     _SOURCE_PROBES[kind] = probe
 
 
-def _probe_file_source(source: SourceConfig, hashes: FileHashes) -> str | None:
-    path = Path(source.path)
-    if not path.is_file():
+def _probe_file_source(source: Any, hashes: FileHashes) -> str | None:
+    """Content hash of the file, or of every file a glob matches; None for URLs."""
+    pattern = str(source.path)
+    if "://" in pattern:
+        return None  # remote objects: no cheap, dependable version here yet
+    if any(ch in pattern for ch in "*?["):
+        root = Path(pattern)
+        while any(ch in root.name for ch in "*?[") or not root.exists():
+            if root.parent == root:
+                return None
+            root = root.parent
+        paths = sorted(p for p in root.glob(str(Path(pattern).relative_to(root))) if p.is_file())
+    else:
+        paths = [Path(pattern)] if Path(pattern).is_file() else []
+    if not paths:
         return None
-    return "sha256:" + hashes.sha256(path)[:16]
+    return "sha256:" + digest([[str(p), hashes.sha256(p)] for p in paths])
 
 
 def _probe_source(config: Config, name: str, hashes: FileHashes) -> str | None:

@@ -1,0 +1,173 @@
+"""The source protocol every pull connector follows: bounded batches out, a new state back."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Generator, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Generic, Literal, TypeVar
+
+import polars as pl
+from pydantic import BaseModel
+
+from ..errors import SourceError
+
+__all__ = ["Batch", "Extraction", "Lineage", "SourceBase", "Stage", "read_batches"]
+
+Stage = Literal["alpha", "beta", "stable"]
+OptionsT = TypeVar("OptionsT", bound=BaseModel)
+# A connector's reader: yields batches, returns the state to commit once they are loaded.
+BatchReader = Generator["Batch", None, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """At most ``batch_rows`` rows of one source, and where they were read."""
+
+    frame: pl.DataFrame
+    location: str
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Where an extraction came from: recorded in the state and the step summary."""
+
+    source: str
+    kind: str
+    load_id: str
+    extracted_at: datetime
+    locations: tuple[str, ...]
+    rows: int
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain values, for JSON state and MLflow params."""
+        return {
+            "source": self.source,
+            "kind": self.kind,
+            "load_id": self.load_id,
+            "extracted_at": self.extracted_at.isoformat(),
+            "locations": list(self.locations),
+            "rows": self.rows,
+        }
+
+
+class Extraction:
+    """One pull of one source: its batches, read lazily, and the state they lead to.
+
+    Iterate it once to stream the batches (memory holds one batch at a time), or call
+    :meth:`collect` for the whole table. :attr:`state` is known once every batch has
+    been read; commit it with ``StateStore.commit`` only after the load committed.
+    """
+
+    def __init__(self, source: str, kind: str, load_id: str, reader: BatchReader) -> None:
+        self.source = source
+        self.kind = kind
+        self.load_id = load_id
+        self.extracted_at = datetime.now(UTC)
+        self._reader = reader
+        self._state: dict[str, Any] | None = None
+        self._started = False
+        self._locations: dict[str, None] = {}
+        self._rows = 0
+
+    def __iter__(self) -> Iterator[pl.DataFrame]:
+        if self._started:
+            raise SourceError(
+                f"source {self.source!r}: this extraction was already read; extract again."
+            )
+        self._started = True
+        state = yield from self._frames()
+        self._state = {**state, "lineage": self.lineage.as_dict()}
+
+    def _frames(self) -> Generator[pl.DataFrame, None, dict[str, Any]]:
+        reader = self._reader
+        while True:
+            try:
+                batch = next(reader)
+            except StopIteration as stop:
+                return dict(stop.value or {})
+            self._locations.setdefault(batch.location)
+            self._rows += batch.frame.height
+            if batch.frame.height or batch.frame.width:
+                yield batch.frame
+
+    def collect(self) -> pl.DataFrame:
+        """Every batch in one frame (for tables that fit in memory)."""
+        frames = list(self)
+        if not frames:
+            return pl.DataFrame()
+        return pl.concat(frames, how="diagonal_relaxed")
+
+    @property
+    def rows(self) -> int:
+        """Rows read so far."""
+        return self._rows
+
+    @property
+    def lineage(self) -> Lineage:
+        """Source, load id, extraction time and the locations read so far."""
+        return Lineage(
+            source=self.source,
+            kind=self.kind,
+            load_id=self.load_id,
+            extracted_at=self.extracted_at,
+            locations=tuple(self._locations),
+            rows=self._rows,
+        )
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """The state to commit after the load, once every batch has been read.
+
+        Raises:
+            SourceError: the batches have not all been read yet.
+        """
+        if self._state is None:
+            raise SourceError(
+                f"source {self.source!r}: read every batch before taking the new state; "
+                "committing it earlier would skip the rows not yet loaded."
+            )
+        return self._state
+
+
+class SourceBase(ABC, Generic[OptionsT]):
+    """A pull connector: reads one configured source in bounded batches.
+
+    Subclasses set ``kind`` (the ``kind`` key in featurepipe.toml), ``stage`` (alpha,
+    beta or stable), ``options`` (the pydantic model of their keys) and ``summary``, and
+    implement :meth:`read`.
+
+    Args:
+        name: the source's name in featurepipe.toml, which is also its table name.
+        options: the validated options of the source.
+    """
+
+    kind: ClassVar[str]
+    stage: ClassVar[Stage]
+    options: ClassVar[type[BaseModel]]
+    summary: ClassVar[str]
+
+    def __init__(self, name: str, options: OptionsT) -> None:
+        self.name = name
+        self.config = options
+
+    @abstractmethod
+    def read(self, state: Mapping[str, Any]) -> BatchReader:
+        """Yield the batches that are new since ``state``; return the next state."""
+
+    def extract(self, state: Mapping[str, Any] | None = None, *, load_id: str = "") -> Extraction:
+        """Start a pull from the last committed state (empty: from the beginning).
+
+        Nothing is read until the extraction is iterated.
+        """
+        return Extraction(self.name, self.kind, load_id, self.read(dict(state or {})))
+
+
+def read_batches(frame: pl.DataFrame, location: str, batch_rows: int) -> Iterator[Batch]:
+    """Cut an in-memory frame into batches of at most ``batch_rows`` rows."""
+    if frame.height == 0:
+        yield Batch(frame, location)
+        return
+    for offset in range(0, frame.height, batch_rows):
+        yield Batch(frame.slice(offset, batch_rows), location)

@@ -1,0 +1,322 @@
+"""Move queued webhook events into NDJSON batch files in a bucket, and read them back as a table.
+
+Layout: ``{bucket}/{source}/{written at, UTC}-{random}.ndjson``, one event per line:
+``{"webhook_id": …, "received_at": …, "payload": {…}}``. A batch file appears whole or not
+at all (a local folder: temp file, fsync, rename; an object store through fsspec: one PUT),
+and queue entries are acknowledged only after their file is durable.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from ..errors import SourceError
+from .files import Extract
+from .push_queue import EventQueue, QueuedEvent
+
+__all__ = [
+    "LINEAGE_COLUMNS",
+    "RECEIVED_AT_FORMAT",
+    "BatchFlusher",
+    "BatchManifest",
+    "PushExtract",
+    "extract_push",
+    "list_batches",
+    "write_batch",
+]
+
+log = logging.getLogger("featurepipe.push")
+
+LINEAGE_COLUMNS = ("webhook_id", "received_at")
+RECEIVED_AT_FORMAT = "%Y-%m-%dT%H:%M:%S%.f%:z"
+"""How ``received_at`` is written (ISO 8601, microseconds, UTC offset): its type hint format."""
+BATCH_SUFFIX = ".ndjson"
+
+
+def _is_remote(bucket: str) -> bool:
+    return "://" in bucket and not bucket.startswith("file://")
+
+
+def _local(bucket: str) -> Path:
+    return Path(bucket.removeprefix("file://"))
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def batch_lines(events: Sequence[QueuedEvent]) -> bytes:
+    """The NDJSON text of a batch: one line per event, payload re-serialised on one line."""
+    lines = [
+        json.dumps(
+            {
+                "webhook_id": e.webhook_id,
+                "received_at": e.received_at.isoformat(timespec="microseconds"),
+                "payload": json.loads(e.body),
+            },
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+        for e in events
+    ]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def write_batch(bucket: str, source: str, events: Sequence[QueuedEvent]) -> str:
+    """Write one batch file atomically and durably; returns its name.
+
+    Raises:
+        SourceError: the bucket cannot be written.
+    """
+    now = time.time_ns()  # names sort in the order batches were written
+    stamp = datetime.fromtimestamp(now // 10**9, UTC).strftime("%Y%m%dT%H%M%S")
+    name = f"{stamp}.{now % 10**9:09d}Z-{uuid.uuid4().hex[:12]}{BATCH_SUFFIX}"
+    data = batch_lines(events)
+    try:
+        if _is_remote(bucket):
+            import fsspec
+
+            fs, root = fsspec.core.url_to_fs(bucket)
+            fs.pipe_file(f"{root.rstrip('/')}/{source}/{name}", data)  # one PUT: whole or absent
+            return name
+        folder = _local(bucket) / source
+        folder.mkdir(parents=True, exist_ok=True)
+        temp = folder / f".{name}.tmp"
+        with open(temp, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, folder / name)
+        _fsync_dir(folder)
+    except OSError as exc:
+        raise SourceError(f"push bucket {bucket}/{source}: cannot write a batch: {exc}") from exc
+    return name
+
+
+def list_batches(bucket: str, source: str) -> list[str]:
+    """Names of the complete batch files of ``source``, oldest first."""
+    if _is_remote(bucket):
+        import fsspec
+
+        fs, root = fsspec.core.url_to_fs(bucket)
+        folder = f"{root.rstrip('/')}/{source}"
+        if not fs.exists(folder):
+            return []
+        names = [p.rsplit("/", 1)[-1] for p in fs.ls(folder, detail=False)]
+    else:
+        folder_path = _local(bucket) / source
+        names = [p.name for p in folder_path.iterdir()] if folder_path.is_dir() else []
+    return sorted(n for n in names if n.endswith(BATCH_SUFFIX) and not n.startswith("."))
+
+
+def _read_batch(bucket: str, source: str, name: str) -> bytes:
+    if _is_remote(bucket):
+        import fsspec
+
+        fs, root = fsspec.core.url_to_fs(bucket)
+        return bytes(fs.cat_file(f"{root.rstrip('/')}/{source}/{name}"))
+    return (_local(bucket) / source / name).read_bytes()
+
+
+class BatchFlusher:
+    """A background thread that moves events from the queue to the bucket.
+
+    A source's events are flushed when ``flush_size`` are waiting or the oldest has waited
+    ``flush_age_seconds``; ``stop`` flushes whatever is left.
+    """
+
+    def __init__(
+        self,
+        queue: EventQueue,
+        bucket: str,
+        sources: Iterable[str],
+        *,
+        flush_size: int = 1000,
+        flush_age_seconds: float = 5.0,
+        poll_seconds: float = 0.2,
+    ):
+        self.queue = queue
+        self.bucket = bucket
+        self.sources = list(sources)
+        self.flush_size = flush_size
+        self.flush_age_seconds = flush_age_seconds
+        self.poll_seconds = poll_seconds
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def flush_source(self, source: str, *, force: bool = False) -> int:
+        """Write at most one batch of ``source``; returns the number of events flushed."""
+        events = self.queue.take(source, self.flush_size)
+        if not events:
+            return 0
+        age = time.time() - events[0].received_at.timestamp()
+        if not force and len(events) < self.flush_size and age < self.flush_age_seconds:
+            return 0
+        name = write_batch(self.bucket, source, events)
+        self.queue.ack(source, events)
+        log.info("%s: flushed %d events to %s", source, len(events), name)
+        return len(events)
+
+    def flush_all(self) -> int:
+        """Flush every source until its queue is empty; returns the events flushed."""
+        total = 0
+        for source in self.sources:
+            while flushed := self.flush_source(source, force=True):
+                total += flushed
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            busy = False
+            for source in self.sources:
+                try:
+                    busy |= self.flush_source(source) > 0
+                except Exception:  # keep flushing the other sources; entries stay queued
+                    log.exception("%s: flush failed; the events stay in the queue", source)
+            if not busy:
+                self._stop.wait(self.poll_seconds)
+
+    def start(self) -> None:
+        """Start the background thread."""
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="push-flusher", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread, then flush what is left."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.flush_all()
+
+
+class BatchManifest:
+    """The batch files of a push source already loaded (a JSON file, replaced atomically).
+
+    Committed only after the destination has committed the rows read from those files.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def processed(self) -> set[str]:
+        """Names of the batch files already loaded."""
+        if not self.path.is_file():
+            return set()
+        try:
+            return set(json.loads(self.path.read_text(encoding="utf-8"))["files"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SourceError(
+                f"{self.path}: the push manifest is not valid JSON with a 'files' list; "
+                "restore it or delete it to reload every batch (duplicates are merged by "
+                "webhook_id)."
+            ) from exc
+
+    def commit(self, files: Iterable[str]) -> None:
+        """Add ``files`` to the manifest, atomically."""
+        names = sorted(self.processed() | set(files))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temp = self.path.with_name(f".{self.path.name}.tmp")
+        temp.write_text(json.dumps({"files": names}, indent=0), encoding="utf-8")
+        os.replace(temp, self.path)
+
+
+@dataclass(frozen=True)
+class PushExtract(Extract):
+    """A push source's new rows, plus the batch files to mark processed after loading."""
+
+    files: tuple[str, ...] = ()
+    duplicates_removed: int = 0
+
+
+def _as_text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def extract_push(
+    table: str, bucket: str, *, source: str | None = None, processed: Iterable[str] = ()
+) -> PushExtract:
+    """Read the batch files of a push source not yet processed into one raw text frame.
+
+    Every top-level key of the payloads becomes a text column (nested values as JSON
+    text), so typing happens in ``schema`` like for any file; ``webhook_id`` and
+    ``received_at`` are kept as lineage columns, and repeated ``webhook_id``s are dropped.
+
+    Args:
+        table: the table the source loads into (used in messages).
+        bucket: the bucket folder or URL.
+        source: the source's folder in the bucket (default: ``table``).
+        processed: batch file names already loaded (from the manifest).
+
+    Returns:
+        The frame, the files it came from, and how many duplicates were removed.
+
+    Raises:
+        SourceError: a batch file cannot be read or holds a line that is not an event.
+    """
+    folder = source or table
+    done = set(processed)
+    try:
+        files = [n for n in list_batches(bucket, folder) if n not in done]
+    except OSError as exc:
+        raise SourceError(f"push source {table!r}: cannot list {bucket}/{folder}: {exc}") from exc
+    rows: list[dict[str, str | None]] = []
+    seen: set[str] = set()
+    duplicates = 0
+    for name in files:
+        try:
+            data = _read_batch(bucket, folder, name)
+        except OSError as exc:
+            raise SourceError(f"push source {table!r}: cannot read {name}: {exc}") from exc
+        for number, line in enumerate(data.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                event = json.loads(line)
+                webhook_id, received_at, payload = (
+                    event["webhook_id"],
+                    event["received_at"],
+                    event["payload"],
+                )
+            except (ValueError, KeyError, TypeError) as exc:
+                raise SourceError(
+                    f"push source {table!r}: {bucket}/{folder}/{name} line {number} is not an "
+                    f"event ({exc}); batch files are written by the receiver only."
+                ) from exc
+            if webhook_id in seen:
+                duplicates += 1
+                continue
+            seen.add(webhook_id)
+            row = {  # a payload key named like a lineage column keeps a payload_ prefix
+                (f"payload_{k}" if k in LINEAGE_COLUMNS else k): _as_text(v)
+                for k, v in payload.items()
+            }
+            rows.append({"webhook_id": webhook_id, "received_at": received_at, **row})
+    columns = list(dict.fromkeys(k for row in rows for k in row)) or list(LINEAGE_COLUMNS)
+    frame = pl.DataFrame(rows, schema=dict.fromkeys(columns, pl.String))
+    return PushExtract(
+        table=table,
+        frame=frame,
+        location=f"{bucket}/{folder}",
+        extracted_at=datetime.now(UTC),
+        files=tuple(files),
+        duplicates_removed=duplicates,
+    )
