@@ -35,6 +35,8 @@ test: install services lint
 
 bench: install
 	$(BIN)/python bench/flow.py
+	$(BIN)/python bench/sql.py
+	$(BIN)/python bench/push.py
 
 ui: install
 	$(BIN)/featurepipe ui

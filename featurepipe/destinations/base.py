@@ -1,0 +1,275 @@
+"""What every destination offers: atomic, idempotent table loads, a loads table, pinned reads."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal, Protocol
+
+import polars as pl
+
+from ..errors import DestinationError, SchemaError
+
+__all__ = [
+    "DISPOSITIONS",
+    "LOADED_AT",
+    "LOADS_SCHEMA",
+    "LOADS_TABLE",
+    "LOAD_ID",
+    "Destination",
+    "Disposition",
+    "LoadResult",
+    "SchemaMode",
+    "check_load",
+    "pinned_load_ids",
+    "schema_changes",
+    "schema_from_bytes",
+    "schema_to_bytes",
+    "with_lineage",
+]
+
+LOAD_ID = "_fp_load_id"
+LOADED_AT = "_fp_loaded_at"
+LOADS_TABLE = "_fp_loads"
+
+Disposition = Literal["append", "replace", "merge"]
+DISPOSITIONS: tuple[str, ...] = ("append", "replace", "merge")
+SchemaMode = Literal["evolve", "freeze"]
+
+# One row per committed load; written in the load's own transaction (PostgreSQL,
+# SQLite) or right after the data commit (Delta), so it is never ahead of the data.
+LOADS_SCHEMA = pl.Schema(
+    {
+        "load_id": pl.String(),
+        "source": pl.String(),
+        "table": pl.String(),
+        "rows": pl.Int64(),
+        "schema_version": pl.String(),
+        "disposition": pl.String(),
+        "version": pl.Int64(),
+        "state": pl.String(),
+        "loaded_at": pl.Datetime("us", "UTC"),
+    }
+)
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """One table load.
+
+    Attributes:
+        table: the table written.
+        rows: rows in the batch (0 for a skipped replay).
+        version: the table version after the load: a Delta version, or on PostgreSQL
+            and SQLite the sequence number of the load in the loads table.
+        load_id: the load id stamped on the rows.
+        mode: the write disposition (``append``, ``replace`` or ``merge``).
+        skipped: the load id was already committed for this table, so nothing was written.
+    """
+
+    table: str
+    rows: int
+    version: int
+    load_id: str
+    mode: str
+    skipped: bool = False
+
+
+class Destination(Protocol):
+    """The protocol of a destination; ``open_destination`` returns one."""
+
+    kind: str
+
+    def write(
+        self,
+        table: str,
+        frame: pl.DataFrame,
+        *,
+        load_id: str,
+        mode: Disposition = "replace",
+        primary_key: Sequence[str] = (),
+        delete_column: str | None = None,
+        source: str = "",
+        schema_version: str = "",
+        schema_mode: SchemaMode = "evolve",
+    ) -> LoadResult:
+        """Load a frame in one atomic transaction; a load id already committed is skipped."""
+        ...
+
+    def read(self, table: str, version: int | None = None) -> tuple[pl.LazyFrame, int]:
+        """A table as of a version (the latest by default) and the version read."""
+        ...
+
+    def version(self, table: str) -> int | None:
+        """The latest version of a table, ``None`` if it does not exist."""
+        ...
+
+    def versions(self, tables: Iterable[str]) -> dict[str, int]:
+        """The latest version of each table, to pin reads and log them."""
+        ...
+
+    def tables(self) -> list[str]:
+        """Names of the data tables (the loads table excluded)."""
+        ...
+
+    def loads(self) -> pl.DataFrame:
+        """The loads table: one row per committed load (``LOADS_SCHEMA``)."""
+        ...
+
+    def location(self, table: str) -> str:
+        """Where a table lives, for people and for dataset lineage."""
+        ...
+
+
+def check_load(
+    table: str,
+    frame: pl.DataFrame,
+    mode: str,
+    primary_key: Sequence[str],
+    delete_column: str | None,
+) -> None:
+    """Refuse a load whose options do not fit the frame, before anything is written.
+
+    Raises:
+        DestinationError: unknown disposition, a merge without a primary key, a key or
+            delete column missing from the frame, or duplicate keys in a merge batch.
+    """
+    if mode not in DISPOSITIONS:
+        raise DestinationError(
+            f"table {table!r}: unknown write disposition {mode!r}; use one of {DISPOSITIONS}"
+        )
+    reserved = [c for c in (LOAD_ID, LOADED_AT) if c in frame.columns]
+    if reserved:
+        raise DestinationError(
+            f"table {table!r}: columns {reserved} are reserved for load lineage; rename them"
+        )
+    if mode != "merge":
+        if delete_column is not None:
+            raise DestinationError(
+                f"table {table!r}: delete_column only applies to write_disposition 'merge'"
+            )
+        return
+    if not primary_key:
+        raise DestinationError(
+            f"table {table!r}: write_disposition 'merge' needs a primary_key in featurepipe.toml"
+        )
+    missing = [c for c in [*primary_key, delete_column] if c is not None and c not in frame]
+    if missing:
+        raise DestinationError(f"table {table!r}: columns {missing} are not in the loaded frame")
+    if delete_column is not None and frame.schema[delete_column] != pl.Boolean:
+        raise DestinationError(
+            f"table {table!r}: delete column {delete_column!r} must be boolean, "
+            f"not {frame.schema[delete_column]}"
+        )
+    duplicates = frame.select(pl.struct(list(primary_key)).is_duplicated().sum()).item()
+    if duplicates:
+        raise DestinationError(
+            f"table {table!r}: {duplicates} rows share a primary key {list(primary_key)} in "
+            "one merge batch; deduplicate the batch (the clean step does) before loading"
+        )
+    nulls = frame.select(pl.any_horizontal(pl.col(primary_key).is_null()).sum()).item()
+    if nulls:
+        raise DestinationError(
+            f"table {table!r}: {nulls} rows have a null in primary key {list(primary_key)}"
+        )
+
+
+def with_lineage(
+    frame: pl.DataFrame, load_id: str, loaded_at: datetime | None = None
+) -> pl.DataFrame:
+    """The frame with ``_fp_load_id`` and ``_fp_loaded_at`` added to every row."""
+    at = loaded_at or datetime.now(UTC)
+    return frame.with_columns(
+        pl.lit(load_id, pl.String).alias(LOAD_ID),
+        pl.lit(at).cast(pl.Datetime("us", "UTC")).alias(LOADED_AT),
+    )
+
+
+def schema_changes(
+    table: str, current: pl.Schema, incoming: pl.Schema, schema_mode: str
+) -> list[str]:
+    """The columns ``incoming`` adds to ``current``; any other change is refused.
+
+    Args:
+        table: table name, for messages.
+        current: the stored table's schema (lineage columns included).
+        incoming: the schema of the rows about to be written.
+        schema_mode: ``evolve`` adds new columns; ``freeze`` refuses any change.
+
+    Raises:
+        SchemaError: under ``freeze`` a column was added, or a column changed type
+            (under either mode); nothing has been written.
+    """
+    added = [c for c in incoming if c not in current]
+    changed = [
+        f"{c} ({current[c]} -> {incoming[c]})"
+        for c in incoming
+        if c in current and incoming[c] != current[c] and incoming[c] != pl.Null
+    ]
+    if changed:
+        raise SchemaError(
+            f"table {table!r}: columns changed type: {', '.join(changed)}; nothing was written. "
+            "Cast them back to the stored type, or load into a new table."
+        )
+    if added and schema_mode == "freeze":
+        raise SchemaError(
+            f"table {table!r}: new columns {added} under schema contract 'freeze'; nothing "
+            "was written. Drop them, or set the table's schema contract to 'evolve'."
+        )
+    return added
+
+
+def schema_to_bytes(schema: pl.Schema) -> bytes:
+    """A polars schema as bytes (Arrow IPC of an empty frame), exact for every dtype."""
+    buffer = io.BytesIO()
+    schema.to_frame().write_ipc(buffer)
+    return buffer.getvalue()
+
+
+def schema_from_bytes(data: bytes) -> pl.Schema:
+    """The schema ``schema_to_bytes`` stored."""
+    return pl.read_ipc(io.BytesIO(data)).schema
+
+
+def pinned_load_ids(
+    table: str, version: int | None, loads: Sequence[tuple[int, str, str]]
+) -> tuple[int, list[str] | None]:
+    """Which rows a read as of load sequence number ``version`` sees.
+
+    PostgreSQL and SQLite keep only a table's current rows. A past version is still
+    exact when every later load of the table only appended rows: it is the rows whose
+    load id was committed at or before it.
+
+    Args:
+        table: table name, for messages.
+        version: the load sequence number to read as of; ``None`` for the latest.
+        loads: the table's committed loads as (sequence number, load id, disposition),
+            in sequence order.
+
+    Returns:
+        The version read and the load ids to keep (``None``: all rows).
+
+    Raises:
+        DestinationError: the table did not exist at ``version``, or a later load replaced
+            or merged rows, so that version is gone.
+    """
+    if not loads:
+        raise DestinationError(f"table {table!r} has no committed load")
+    latest = loads[-1][0]
+    if version is None or version >= latest:
+        return latest, None
+    if version < loads[0][0]:
+        raise DestinationError(
+            f"table {table!r} at version {version}: the table's first load is version {loads[0][0]}"
+        )
+    rewrite = next((seq for seq, _, mode in loads if seq > version and mode != "append"), None)
+    if rewrite is not None:
+        raise DestinationError(
+            f"table {table!r} at version {version}: load {rewrite} rewrote the table "
+            "(replace or merge) and this destination keeps only current rows; read version "
+            f"{rewrite} or later, or use the Delta destination for time travel"
+        )
+    kept = [(seq, load_id) for seq, load_id, _ in loads if seq <= version]
+    return kept[-1][0], [load_id for _, load_id in kept]

@@ -1,0 +1,319 @@
+"""SQLite destination: one database file; each load is one SQLite transaction.
+
+The rows, the table's stored polars schema (``_fp_tables``) and the load's record in
+``_fp_loads`` commit together or not at all. A table's version is the sequence number
+of its latest load in ``_fp_loads``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+
+from ..errors import DestinationError
+from ..schema.mapping import from_destination, storage_type, to_destination
+from .base import (
+    LOAD_ID,
+    LOADS_SCHEMA,
+    LOADS_TABLE,
+    Disposition,
+    LoadResult,
+    SchemaMode,
+    check_load,
+    pinned_load_ids,
+    schema_changes,
+    schema_from_bytes,
+    schema_to_bytes,
+    with_lineage,
+)
+
+__all__ = ["SqliteDestination"]
+
+TABLES_TABLE = "_fp_tables"
+
+_META = f"""
+CREATE TABLE IF NOT EXISTS {LOADS_TABLE} (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    load_id TEXT NOT NULL,
+    source TEXT NOT NULL,
+    table_name TEXT NOT NULL,
+    rows INTEGER NOT NULL,
+    schema_version TEXT NOT NULL,
+    disposition TEXT NOT NULL,
+    state TEXT NOT NULL,
+    loaded_at TEXT NOT NULL,
+    UNIQUE (table_name, load_id)
+);
+CREATE TABLE IF NOT EXISTS {TABLES_TABLE} (table_name TEXT PRIMARY KEY, schema BLOB NOT NULL);
+"""
+
+_RAW = {"INTEGER": pl.Int64(), "REAL": pl.Float64(), "TEXT": pl.String(), "BLOB": pl.Binary()}
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class SqliteDestination:
+    """Tables in one SQLite database file.
+
+    Args:
+        path: the database file (created with its folder on first write).
+    """
+
+    kind = "sqlite"
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def location(self, table: str) -> str:
+        """The database file (tables share it)."""
+        return str(self.path.resolve())
+
+    @contextmanager
+    def _connect(self, *, write: bool) -> Iterator[sqlite3.Connection]:
+        if not write and not self.path.exists():
+            raise DestinationError(
+                f"SQLite database {self.path} does not exist; run the ingest step "
+                "(featurepipe run, or notebooks/01_ingest) first."
+            )
+        try:
+            if write:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            connection = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+        except (sqlite3.Error, OSError) as exc:
+            raise DestinationError(f"cannot open SQLite database {self.path}: {exc}") from exc
+        try:
+            if write:
+                connection.executescript(_META)
+            yield connection
+        except sqlite3.Error as exc:
+            raise DestinationError(f"SQLite database {self.path}: {exc}") from exc
+        finally:
+            connection.close()
+
+    def tables(self) -> list[str]:
+        """Names of the loaded tables."""
+        if not self.path.exists():
+            return []
+        with self._connect(write=False) as db:
+            if not _has_meta(db):
+                return []
+            return [r[0] for r in db.execute(f"SELECT table_name FROM {TABLES_TABLE} ORDER BY 1")]
+
+    def version(self, table: str) -> int | None:
+        """The sequence number of the table's latest load, ``None`` if never loaded."""
+        if not self.path.exists():
+            return None
+        with self._connect(write=False) as db:
+            return _version(db, table)
+
+    def versions(self, tables: Iterable[str]) -> dict[str, int]:
+        """The latest version of each table.
+
+        Raises:
+            DestinationError: a table does not exist.
+        """
+        result = {}
+        for table in tables:
+            version = self.version(table)
+            if version is None:
+                raise _not_found(table, self.path)
+            result[table] = version
+        return result
+
+    def loads(self) -> pl.DataFrame:
+        """The loads table: one row per committed load."""
+        if not self.path.exists():
+            return LOADS_SCHEMA.to_frame()
+        with self._connect(write=False) as db:
+            if not _has_meta(db):
+                return LOADS_SCHEMA.to_frame()
+            rows = db.execute(
+                "SELECT load_id, source, table_name, rows, schema_version, disposition, seq, "
+                f"state, loaded_at FROM {LOADS_TABLE} ORDER BY seq"
+            ).fetchall()
+        raw = pl.DataFrame(
+            rows, schema=LOADS_SCHEMA.names(), orient="row", infer_schema_length=None
+        )
+        return raw.with_columns(
+            pl.col("loaded_at").cast(pl.String).str.to_datetime(time_unit="us", time_zone="UTC")
+        ).cast(dict(LOADS_SCHEMA))  # type: ignore[arg-type]
+
+    def write(
+        self,
+        table: str,
+        frame: pl.DataFrame,
+        *,
+        load_id: str,
+        mode: Disposition = "replace",
+        primary_key: Sequence[str] = (),
+        delete_column: str | None = None,
+        source: str = "",
+        schema_version: str = "",
+        schema_mode: SchemaMode = "evolve",
+    ) -> LoadResult:
+        """Load a frame in one SQLite transaction (see ``Destination.write``).
+
+        Raises:
+            DestinationError: bad options, or the write failed; the database is unchanged.
+            SchemaError: a value or schema change SQLite cannot take; nothing was written.
+        """
+        check_load(table, frame, mode, primary_key, delete_column)
+        if table.startswith("_fp_"):
+            raise DestinationError(f"table {table!r}: names starting with _fp_ are reserved")
+        lineage = with_lineage(frame, load_id)
+        stored = lineage.drop(delete_column) if delete_column else lineage
+        encoded = to_destination("sqlite", table, lineage)
+        with self._connect(write=True) as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                done = db.execute(
+                    f"SELECT seq FROM {LOADS_TABLE} WHERE table_name = ? AND load_id = ?",
+                    (table, load_id),
+                ).fetchone()
+                if done:
+                    db.execute("ROLLBACK")
+                    return LoadResult(table, 0, int(done[0]), load_id, mode, skipped=True)
+                current = _stored_schema(db, table)
+                if current is None or (mode == "replace" and schema_mode == "evolve"):
+                    if current is not None:
+                        db.execute(f"DROP TABLE {_q(table)}")
+                    _create(db, table, stored.schema)
+                    schema = stored.schema
+                else:
+                    added = schema_changes(table, current, stored.schema, schema_mode)
+                    for column in added:
+                        kind = storage_type("sqlite", stored.schema[column])
+                        db.execute(f"ALTER TABLE {_q(table)} ADD COLUMN {_q(column)} {kind}")
+                    schema = pl.Schema({**current, **{c: stored.schema[c] for c in added}})
+                    if mode == "replace":
+                        db.execute(f"DELETE FROM {_q(table)}")
+                _insert(db, table, encoded, mode, primary_key, delete_column)
+                db.execute(
+                    f"INSERT OR REPLACE INTO {TABLES_TABLE} VALUES (?, ?)",
+                    (table, schema_to_bytes(schema)),
+                )
+                cursor = db.execute(
+                    f"INSERT INTO {LOADS_TABLE} (load_id, source, table_name, rows, "
+                    "schema_version, disposition, state, loaded_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, 'committed', ?)",
+                    (
+                        load_id,
+                        source,
+                        table,
+                        frame.height,
+                        schema_version,
+                        mode,
+                        datetime.now(UTC).isoformat(),
+                    ),
+                )
+                version = int(cursor.lastrowid or 0)
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                db.execute("ROLLBACK")
+                raise DestinationError(
+                    f"table {table!r}: could not write to {self.path}: {exc}; "
+                    "the database is unchanged"
+                ) from exc
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return LoadResult(table, frame.height, version, load_id, mode)
+
+    def read(self, table: str, version: int | None = None) -> tuple[pl.LazyFrame, int]:
+        """A table as of a load sequence number (the latest by default), and that number.
+
+        Raises:
+            DestinationError: the table does not exist, or the version cannot be read.
+        """
+        if not self.path.exists():
+            raise _not_found(table, self.path)
+        with self._connect(write=False) as db:
+            schema = _stored_schema(db, table) if _has_meta(db) else None
+            if schema is None:
+                raise _not_found(table, self.path)
+            loads = db.execute(
+                f"SELECT seq, load_id, disposition FROM {LOADS_TABLE} "
+                "WHERE table_name = ? ORDER BY seq",
+                (table,),
+            ).fetchall()
+            pinned, ids = pinned_load_ids(table, version, loads)
+            columns = ", ".join(_q(c) for c in schema)
+            query = f"SELECT {columns} FROM {_q(table)}"
+            params: list[str] = []
+            if ids is not None:
+                query += f" WHERE {_q(LOAD_ID)} IN ({', '.join('?' * len(ids))})"
+                params = ids
+            rows = db.execute(query, params).fetchall()
+        raw_schema = {c: _RAW[storage_type("sqlite", t)] for c, t in schema.items()}
+        raw = pl.DataFrame(rows, schema=raw_schema, orient="row")
+        return from_destination(raw, schema).lazy(), pinned
+
+
+def _has_meta(db: sqlite3.Connection) -> bool:
+    found = db.execute(
+        "SELECT count(*) FROM sqlite_master WHERE name IN (?, ?)", (LOADS_TABLE, TABLES_TABLE)
+    ).fetchone()
+    return bool(found and found[0] == 2)
+
+
+def _version(db: sqlite3.Connection, table: str) -> int | None:
+    if not _has_meta(db):
+        return None
+    row = db.execute(
+        f"SELECT max(seq) FROM {LOADS_TABLE} WHERE table_name = ?", (table,)
+    ).fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
+def _stored_schema(db: sqlite3.Connection, table: str) -> pl.Schema | None:
+    row = db.execute(f"SELECT schema FROM {TABLES_TABLE} WHERE table_name = ?", (table,)).fetchone()
+    return None if row is None else schema_from_bytes(row[0])
+
+
+def _create(db: sqlite3.Connection, table: str, schema: pl.Schema) -> None:
+    columns = ", ".join(f"{_q(c)} {storage_type('sqlite', t)}" for c, t in schema.items())
+    db.execute(f"CREATE TABLE {_q(table)} ({columns})")
+
+
+def _insert(
+    db: sqlite3.Connection,
+    table: str,
+    encoded: pl.DataFrame,
+    mode: str,
+    primary_key: Sequence[str],
+    delete_column: str | None,
+) -> None:
+    rows = encoded
+    if delete_column is not None:
+        flagged = rows.filter(pl.col(delete_column).fill_null(False))
+        where = " AND ".join(f"{_q(k)} = ?" for k in primary_key)
+        db.executemany(
+            f"DELETE FROM {_q(table)} WHERE {where}", flagged.select(primary_key).iter_rows()
+        )
+        rows = rows.filter(~pl.col(delete_column).fill_null(False)).drop(delete_column)
+    names = ", ".join(_q(c) for c in rows.columns)
+    marks = ", ".join("?" * rows.width)
+    statement = f"INSERT INTO {_q(table)} ({names}) VALUES ({marks})"
+    if mode == "merge":
+        keys = ", ".join(_q(k) for k in primary_key)
+        index = _q(f"_fp_pk_{table}")
+        db.execute(f"CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {_q(table)} ({keys})")
+        updates = ", ".join(
+            f"{_q(c)} = excluded.{_q(c)}" for c in rows.columns if c not in primary_key
+        )
+        statement += f" ON CONFLICT ({keys}) DO UPDATE SET {updates}"
+    db.executemany(statement, rows.iter_rows())
+
+
+def _not_found(table: str, path: Path) -> DestinationError:
+    return DestinationError(
+        f"table {table!r} not found in {path}; run the ingest step "
+        "(featurepipe run, or notebooks/01_ingest) first."
+    )

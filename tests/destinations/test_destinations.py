@@ -1,0 +1,113 @@
+"""Every destination: dispositions, idempotent replays, the loads table, pinned reads, errors."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from featurepipe.destinations import LOAD_ID, LOADED_AT, Destination
+from featurepipe.errors import DestinationError, SchemaError
+
+
+def _rows(destination: Destination, table: str, version: int | None = None) -> pl.DataFrame:
+    frame, _ = destination.read(table, version)
+    return frame.collect().drop(LOAD_ID, LOADED_AT).sort(pl.all())
+
+
+def _content_hash(destination: Destination, table: str) -> int:
+    frame = destination.read(table)[0].collect()
+    return int(frame.sort(pl.all()).hash_rows().sum())
+
+
+def test_append_replace_and_lineage(destination: Destination) -> None:
+    assert destination.tables() == [] and destination.version("t") is None
+    first = destination.write("t", pl.DataFrame({"k": [1, 2]}), load_id="L1", mode="append")
+    second = destination.write("t", pl.DataFrame({"k": [3]}), load_id="L2", mode="append")
+    assert second.version > first.version and destination.tables() == ["t"]
+    frame = destination.read("t")[0].collect().sort("k")
+    assert frame["k"].to_list() == [1, 2, 3]
+    assert frame[LOAD_ID].to_list() == ["L1", "L1", "L2"]
+    assert frame[LOADED_AT].dtype == pl.Datetime("us", "UTC")
+
+    replaced = destination.write("t", pl.DataFrame({"k": [9]}), load_id="L3", mode="replace")
+    assert _rows(destination, "t")["k"].to_list() == [9]
+    assert destination.versions(["t"]) == {"t": replaced.version}
+
+
+def test_append_replay_is_skipped(destination: Destination) -> None:
+    batch = pl.DataFrame({"k": [1, 2], "v": ["a", "b"]})
+    first = destination.write("t", batch, load_id="L1", mode="append", source="src")
+    hashes = {_content_hash(destination, "t")}
+    for _ in range(2):
+        again = destination.write("t", batch, load_id="L1", mode="append", source="src")
+        assert again.skipped and again.rows == 0 and again.version == first.version
+        hashes.add(_content_hash(destination, "t"))
+    assert len(hashes) == 1
+    loads = destination.loads()
+    assert loads.select("load_id", "source", "table", "rows", "state").rows() == [
+        ("L1", "src", "t", 2, "committed")
+    ]
+
+
+def test_merge_upserts_deletes_and_replays_to_the_same_table(destination: Destination) -> None:
+    destination.write(
+        "t", pl.DataFrame({"k": [1, 2, 3], "v": ["a", "b", "c"]}), load_id="L1", mode="merge",
+        primary_key=["k"],
+    )  # fmt: skip
+    batch = pl.DataFrame({"k": [2, 3, 4], "v": ["B", "c", "d"], "gone": [False, True, None]})
+    hashes = set()
+    for i in range(3):  # the same batch under three load ids: same user content
+        destination.write(
+            "t", batch, load_id=f"M{i}", mode="merge", primary_key=["k"], delete_column="gone"
+        )
+        hashes.add(int(_rows(destination, "t").hash_rows().sum()))
+    assert len(hashes) == 1
+    assert _rows(destination, "t").rows() == [(1, "a"), (2, "B"), (4, "d")]
+
+
+def test_pinned_reads_follow_appends(destination: Destination) -> None:
+    v1 = destination.write("t", pl.DataFrame({"k": [1]}), load_id="L1", mode="append").version
+    v2 = destination.write("t", pl.DataFrame({"k": [2]}), load_id="L2", mode="append").version
+    assert _rows(destination, "t", v1)["k"].to_list() == [1]
+    assert _rows(destination, "t", v2)["k"].to_list() == [1, 2]
+    frame, version = destination.read("t", v1)
+    assert version == v1
+
+
+def test_new_columns_evolve_and_freeze_refuses(destination: Destination) -> None:
+    destination.write("t", pl.DataFrame({"k": [1]}), load_id="L1", mode="append")
+    with pytest.raises(SchemaError, match=r"table 't': new columns \['x'\].*freeze"):
+        destination.write(
+            "t", pl.DataFrame({"k": [2], "x": [0.5]}), load_id="L2", mode="append",
+            schema_mode="freeze",
+        )  # fmt: skip
+    with pytest.raises(SchemaError, match=r"table 't': columns changed type: k"):
+        destination.write("t", pl.DataFrame({"k": ["two"]}), load_id="L3", mode="append")
+    assert _rows(destination, "t")["k"].to_list() == [1]
+    assert destination.loads()["load_id"].to_list() == ["L1"]
+    destination.write("t", pl.DataFrame({"k": [2], "x": [0.5]}), load_id="L4", mode="append")
+    assert _rows(destination, "t").rows() == [(1, None), (2, 0.5)]
+
+
+def test_bad_load_options_are_refused_before_writing(destination: Destination) -> None:
+    frame = pl.DataFrame({"k": [1, 1], "v": ["a", "b"]})
+    with pytest.raises(DestinationError, match="merge' needs a primary_key"):
+        destination.write("t", frame, load_id="L", mode="merge")
+    with pytest.raises(DestinationError, match=r"2 rows share a primary key \['k'\]"):
+        destination.write("t", frame, load_id="L", mode="merge", primary_key=["k"])
+    with pytest.raises(DestinationError, match="unknown write disposition 'upsert'"):
+        destination.write("t", frame, load_id="L", mode="upsert")  # type: ignore[arg-type]
+    with pytest.raises(DestinationError, match="reserved"):
+        destination.write("t", frame.with_columns(_fp_load_id=pl.lit("x")), load_id="L")
+    assert destination.tables() == []
+
+
+def test_missing_table_or_version_is_a_clear_error(destination: Destination) -> None:
+    with pytest.raises(DestinationError, match="table 'nope' not found.*ingest"):
+        destination.read("nope")
+    with pytest.raises(DestinationError, match="table 'nope' not found"):
+        destination.versions(["nope"])
+    destination.write("t", pl.DataFrame({"k": [1]}), load_id="L1", mode="replace")
+    destination.write("t", pl.DataFrame({"k": [2]}), load_id="L2", mode="replace")
+    with pytest.raises(DestinationError, match="table 't' at version"):
+        destination.read("t", version=-5)
