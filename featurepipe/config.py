@@ -43,6 +43,7 @@ __all__ = [
     "SOURCE_KINDS",
     "SourceConfig",
     "SqlSourceConfig",
+    "StepConfig",
     "TargetConfig",
     "TrackingConfig",
     "load_config",
@@ -491,14 +492,65 @@ class PredictConfig(_Model):
     threshold: float = Field(default=0.5, ge=0, le=1)
 
 
+class StepConfig(_Model):
+    """One notebook of the flow: what it depends on, reads and may take."""
+
+    upstream: list[str] | None = Field(
+        default=None,
+        description="steps that must run first; default: the notebook before it in `notebooks`",
+    )
+    parameters: dict[str, Any] = Field(
+        default_factory=dict, description="parameters for this notebook only"
+    )
+    timeout: float | None = Field(
+        default=None, gt=0, description="seconds before the step is stopped; default flow.timeout"
+    )
+    config: list[str] | None = Field(
+        default=None,
+        description="top-level featurepipe.toml sections the step reads (its cache key); "
+        "default: all of them",
+    )
+    files: list[str] = Field(
+        default_factory=list,
+        description="project files (globs) the step reads, e.g. 'expectations/*.json'",
+    )
+    sources: list[str] | None = Field(
+        default=None,
+        description="sources the step extracts; default: all for a step without upstream, "
+        "none otherwise",
+    )
+
+
 class FlowConfig(_Model):
-    """The notebooks that make the flow, in order."""
+    """The notebooks that make the flow, in order, and how they depend on each other."""
 
     notebooks: list[str] = Field(
         default_factory=lambda: ["01_ingest", "02_features", "03_train", "04_predict"]
     )
     notebooks_dir: str = "notebooks"
     runs_dir: str = "runs"
+    timeout: float = Field(default=3600, gt=0, description="seconds allowed per step")
+    parameters: dict[str, Any] = Field(
+        default_factory=dict, description="parameters for every notebook that declares them"
+    )
+    steps: dict[str, StepConfig] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_steps(self) -> FlowConfig:
+        for name, step in self.steps.items():
+            if name not in self.notebooks:
+                raise ValueError(f"steps.{name}: not one of flow.notebooks {self.notebooks}")
+            for up in step.upstream or []:
+                if up not in self.notebooks:
+                    raise ValueError(
+                        f"steps.{name}.upstream: {up!r} is not one of flow.notebooks "
+                        f"{self.notebooks}"
+                    )
+        return self
+
+    def step(self, name: str) -> StepConfig:
+        """The settings of one step (defaults when it has no ``[flow.steps.NAME]``)."""
+        return self.steps.get(name, StepConfig())
 
 
 class Config(_Model):
@@ -515,6 +567,24 @@ class Config(_Model):
     model: ModelConfig
     predict: PredictConfig
     flow: FlowConfig = FlowConfig()
+
+    @model_validator(mode="after")
+    def _flow_names_exist(self) -> Config:
+        sections = set(type(self).model_fields) - {"project_dir", "flow"}
+        for name, step in self.flow.steps.items():
+            unknown = sorted(set(step.config or []) - sections)
+            if unknown:
+                raise ValueError(
+                    f"flow.steps.{name}.config: unknown section(s) {unknown}; "
+                    f"choose from {sorted(sections)}"
+                )
+            missing = sorted(set(step.sources or []) - set(self.sources))
+            if missing:
+                raise ValueError(
+                    f"flow.steps.{name}.sources: unknown source(s) {missing}; "
+                    f"featurepipe.toml defines {sorted(self.sources)}"
+                )
+        return self
 
     def destination_options(self) -> dict[str, Any]:
         """Keyword arguments of ``featurepipe.open_destination`` for this project.
