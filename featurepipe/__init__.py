@@ -38,6 +38,11 @@ _EXPORTS: dict[str, str] = {
     "TypedTable": "schema",
     "apply_schema": "schema",
     "infer_types": "schema",
+    "infer_column": "schema",
+    "ColumnType": "schema",
+    "SchemaStore": "schema",
+    "TableSchema": "schema",
+    "profile_table": "schema",
     "CleanTable": "clean",
     "clean_table": "clean",
     "ValidationReport": "validate",
@@ -107,7 +112,16 @@ if TYPE_CHECKING:
     from .features import FeatureSet, build_features, describe_features, input_tables
     from .flow import FlowResult, finish_step, new_run_id, open_step, read_step_summary, run_flow
     from .predict import predict_frame
-    from .schema import TypedTable, apply_schema, infer_types
+    from .schema import (
+        ColumnType,
+        SchemaStore,
+        TableSchema,
+        TypedTable,
+        apply_schema,
+        infer_column,
+        infer_types,
+        profile_table,
+    )
     from .state import StateStore
     from .train import TRUSTED_TYPES, TrainedModel, load_model, save_model, train_model
     from .validate import ValidationReport, require_valid, validate_tables

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import polars as pl
 
 from .errors import SchemaError
+from .schema.names import normalize_name, unique_names
 
 __all__ = ["CleanTable", "clean_table", "normalize_name"]
 
@@ -31,30 +30,6 @@ class CleanTable:
     duplicates_removed: int
 
 
-def normalize_name(name: str) -> str:
-    """A destination-safe snake_case identifier: ``"Dep Time (min)"`` → ``dep_time_min``."""
-    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
-    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", ascii_name)
-    snake = re.sub(r"[^0-9a-zA-Z]+", "_", snake).strip("_").lower()
-    if not snake:
-        snake = "column"
-    return f"_{snake}" if snake[0].isdigit() else snake
-
-
-def _unique_names(columns: Sequence[str]) -> dict[str, str]:
-    names: dict[str, str] = {}
-    taken: set[str] = set()
-    for column in columns:
-        base = normalize_name(column)
-        name, n = base, 1
-        while name in taken:  # deterministic: suffixes follow column order
-            n += 1
-            name = f"{base}_{n}"
-        taken.add(name)
-        names[column] = name
-    return names
-
-
 def clean_table(table: str, frame: pl.DataFrame, primary_key: Sequence[str] = ()) -> CleanTable:
     """Normalize column names, trim text values and drop duplicate primary keys.
 
@@ -72,7 +47,7 @@ def clean_table(table: str, frame: pl.DataFrame, primary_key: Sequence[str] = ()
     Raises:
         SchemaError: a primary-key column is missing, or holds nulls.
     """
-    names = _unique_names(frame.columns)
+    names = unique_names(frame.columns)
     frame = frame.rename(names).with_columns(pl.col(pl.String).str.strip_chars())
     duplicates = 0
     if primary_key:

@@ -17,6 +17,7 @@ from pydantic import (
     Field,
     Tag,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -30,6 +31,8 @@ __all__ = [
     "DestinationConfig",
     "FeaturesConfig",
     "FileSourceConfig",
+    "PUSH_RECEIVED_AT_FORMAT",
+    "PushSourceConfig",
     "FlowConfig",
     "FunctionFeature",
     "HttpAuth",
@@ -41,6 +44,7 @@ __all__ = [
     "SOURCE_KINDS",
     "SourceConfig",
     "SqlSourceConfig",
+    "StepConfig",
     "TargetConfig",
     "TrackingConfig",
     "Window",
@@ -49,9 +53,16 @@ __all__ = [
 ]
 
 CONFIG_FILE = "featurepipe.toml"
-DEFAULT_NULL_VALUES = ("", "NA", "N/A", "null", "NULL", "None", "NaN")
+# keep in step with featurepipe.schema.infer.DEFAULT_NULL_VALUES (tests check it)
+DEFAULT_NULL_VALUES = ("", "NA", "N/A", "n/a", "#N/A", "null", "NULL", "None", "NaN", "nan", "-")
 
-LogicalType = Literal["bool", "int", "float", "text", "date", "datetime"]
+# keep in step with featurepipe.schema.types.LOGICAL_TYPES and ALIASES (tests check it)
+LogicalType = Literal[
+    "bool", "int8", "int16", "int32", "int64", "uint64", "decimal", "float", "text",
+    "categorical", "date", "time", "datetime", "local_datetime", "duration", "json",
+    "int", "integer", "string", "boolean",
+]  # fmt: skip
+ContractMode = Literal["evolve", "freeze", "discard_row", "discard_value"]
 
 
 class _Model(BaseModel):
@@ -63,11 +74,14 @@ def _hint_from_string(value: Any) -> Any:
 
 
 class ColumnHint(_Model):
-    """A declared type for one column; overrides inference."""
+    """A declared type for one column (overrides inference) and its contract mode."""
 
-    type: LogicalType
+    type: LogicalType | None = Field(default=None, description="None: inferred")
     format: str | None = Field(
-        default=None, description="strptime format for date/datetime, e.g. '%d/%m/%Y'"
+        default=None, description="strptime format for date/time/datetime, e.g. '%d/%m/%Y'"
+    )
+    contract: ContractMode | None = Field(
+        default=None, description="this column's contract mode; default: the table's"
     )
 
 
@@ -97,6 +111,25 @@ class _TableConfig(_Model):
     delete_column: str | None = Field(
         default=None, description="merge only: a boolean column; true deletes the row's key"
     )
+    contract: ContractMode = Field(
+        default="evolve", description="evolve | freeze | discard_row | discard_value"
+    )
+    day_first: bool | None = Field(
+        default=None, description="order of dates such as 01/02/2013 when the data cannot tell"
+    )
+    categorical_limit: int = Field(
+        default=256, ge=0, description="most distinct values of a categorical text column"
+    )
+
+    def typing_options(self) -> dict[str, Any]:
+        """The keyword arguments of ``featurepipe.apply_schema`` this source sets."""
+        return {
+            "hints": self.columns,
+            "null_values": self.null_values,
+            "contract": self.contract,
+            "day_first": self.day_first,
+            "categorical_limit": self.categorical_limit,
+        }
 
     @model_validator(mode="after")
     def _check_disposition(self) -> Self:
@@ -267,6 +300,59 @@ class HttpSourceConfig(_TableConfig):
         return self
 
 
+PUSH_RECEIVED_AT_FORMAT = "%Y-%m-%dT%H:%M:%S%.f%:z"
+"""How the receiver writes ``received_at`` (ISO 8601, microseconds, UTC offset)."""
+
+
+class PushSourceConfig(_TableConfig):
+    """Events pushed to a signed webhook (Standard Webhooks). ``featurepipe serve`` receives
+    them at ``POST /hooks/<source>``, commits them to ``queue`` and writes NDJSON batches to
+    ``bucket``; the pipeline reads new batches like files, with lineage columns
+    ``webhook_id`` and ``received_at``."""
+
+    kind: Literal["push"]
+    secrets_env: list[str] = Field(
+        min_length=1,
+        description="environment variables holding whsec_ secrets; two during a rotation",
+    )
+    bucket: str = Field(
+        default="push", description="folder (project-relative) or fsspec URL of the batches"
+    )
+    queue: str = Field(
+        default="sqlite:///push-queue.db",
+        description="sqlite:///path (embedded) or redis://host:6379/0 (several receivers)",
+    )
+    queue_prefix: str = Field(default="featurepipe", description="Redis key prefix")
+    flush_size: int = Field(default=1000, gt=0, description="events per batch file at most")
+    flush_age: float = Field(default=5.0, gt=0, description="seconds an event waits at most")
+    tolerance: float = Field(default=300.0, gt=0, description="seconds of webhook-timestamp skew")
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0, description="larger bodies get 413")
+    max_json_depth: int = Field(default=32, gt=0, description="deeper JSON gets 400")
+    primary_key: list[str] = Field(
+        default_factory=lambda: ["webhook_id"], description="duplicates removed on these"
+    )
+    write_disposition: Literal["replace", "append", "merge"] = Field(
+        default="merge",
+        description="merge (upsert on webhook_id: an event loaded twice is kept once) or append",
+    )
+    columns: dict[str, Hint] = Field(
+        default_factory=dict,
+        validate_default=True,
+        description="type hints; received_at is a datetime unless hinted otherwise",
+    )
+
+    @field_validator("columns", mode="after")
+    @classmethod
+    def _received_at_is_a_datetime(cls, columns: dict[str, ColumnHint]) -> dict[str, ColumnHint]:
+        hint = ColumnHint(type="datetime", format=PUSH_RECEIVED_AT_FORMAT)
+        return {"received_at": hint, **columns}
+
+    @model_validator(mode="after")
+    def _check(self) -> PushSourceConfig:
+        self._require_incremental_load("a push source")
+        return self
+
+
 def _url_has_password(url: str) -> bool:
     from urllib.parse import urlsplit
 
@@ -279,12 +365,13 @@ def _source_kind(value: Any) -> str:
     return str(getattr(value, "kind", "file"))
 
 
-SOURCE_KINDS = ("file", "sql", "http")
+SOURCE_KINDS = ("file", "sql", "http", "push")
 
 SourceConfig = Annotated[
     Annotated[FileSourceConfig, Tag("file")]
     | Annotated[SqlSourceConfig, Tag("sql")]
-    | Annotated[HttpSourceConfig, Tag("http")],
+    | Annotated[HttpSourceConfig, Tag("http")]
+    | Annotated[PushSourceConfig, Tag("push")],
     Discriminator(
         _source_kind,
         custom_error_type="source_kind",
@@ -457,14 +544,65 @@ class PredictConfig(_Model):
     threshold: float = Field(default=0.5, ge=0, le=1)
 
 
+class StepConfig(_Model):
+    """One notebook of the flow: what it depends on, reads and may take."""
+
+    upstream: list[str] | None = Field(
+        default=None,
+        description="steps that must run first; default: the notebook before it in `notebooks`",
+    )
+    parameters: dict[str, Any] = Field(
+        default_factory=dict, description="parameters for this notebook only"
+    )
+    timeout: float | None = Field(
+        default=None, gt=0, description="seconds before the step is stopped; default flow.timeout"
+    )
+    config: list[str] | None = Field(
+        default=None,
+        description="top-level featurepipe.toml sections the step reads (its cache key); "
+        "default: all of them",
+    )
+    files: list[str] = Field(
+        default_factory=list,
+        description="project files (globs) the step reads, e.g. 'expectations/*.json'",
+    )
+    sources: list[str] | None = Field(
+        default=None,
+        description="sources the step extracts; default: all for a step without upstream, "
+        "none otherwise",
+    )
+
+
 class FlowConfig(_Model):
-    """The notebooks that make the flow, in order."""
+    """The notebooks that make the flow, in order, and how they depend on each other."""
 
     notebooks: list[str] = Field(
         default_factory=lambda: ["01_ingest", "02_features", "03_train", "04_predict"]
     )
     notebooks_dir: str = "notebooks"
     runs_dir: str = "runs"
+    timeout: float = Field(default=3600, gt=0, description="seconds allowed per step")
+    parameters: dict[str, Any] = Field(
+        default_factory=dict, description="parameters for every notebook that declares them"
+    )
+    steps: dict[str, StepConfig] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_steps(self) -> FlowConfig:
+        for name, step in self.steps.items():
+            if name not in self.notebooks:
+                raise ValueError(f"steps.{name}: not one of flow.notebooks {self.notebooks}")
+            for up in step.upstream or []:
+                if up not in self.notebooks:
+                    raise ValueError(
+                        f"steps.{name}.upstream: {up!r} is not one of flow.notebooks "
+                        f"{self.notebooks}"
+                    )
+        return self
+
+    def step(self, name: str) -> StepConfig:
+        """The settings of one step (defaults when it has no ``[flow.steps.NAME]``)."""
+        return self.steps.get(name, StepConfig())
 
 
 class Config(_Model):
@@ -481,6 +619,24 @@ class Config(_Model):
     model: ModelConfig
     predict: PredictConfig
     flow: FlowConfig = FlowConfig()
+
+    @model_validator(mode="after")
+    def _flow_names_exist(self) -> Config:
+        sections = set(type(self).model_fields) - {"project_dir", "flow"}
+        for name, step in self.flow.steps.items():
+            unknown = sorted(set(step.config or []) - sections)
+            if unknown:
+                raise ValueError(
+                    f"flow.steps.{name}.config: unknown section(s) {unknown}; "
+                    f"choose from {sorted(sections)}"
+                )
+            missing = sorted(set(step.sources or []) - set(self.sources))
+            if missing:
+                raise ValueError(
+                    f"flow.steps.{name}.sources: unknown source(s) {missing}; "
+                    f"featurepipe.toml defines {sorted(self.sources)}"
+                )
+        return self
 
     def destination_options(self) -> dict[str, Any]:
         """Keyword arguments of ``featurepipe.open_destination`` for this project.
@@ -555,6 +711,27 @@ def _locate(key: str, source: FileSourceConfig, project_dir: Path) -> str:
     return str(Path(next(iter(spec.submodule_search_locations))) / source.path)
 
 
+def _resolve_sqlite(source: SqlSourceConfig, project_dir: Path) -> SqlSourceConfig:
+    prefix = "sqlite:///"
+    if source.url is None or not source.url.startswith(prefix):
+        return source
+    path = Path(source.url[len(prefix) :])
+    if path.is_absolute():
+        return source
+    return source.model_copy(update={"url": prefix + str((project_dir / path).resolve())})
+
+
+def _locate_push(source: PushSourceConfig, project_dir: Path) -> PushSourceConfig:
+    """Bucket folder and SQLite queue file made absolute against the project."""
+    update = {}
+    if "://" not in source.bucket:
+        update["bucket"] = str((project_dir / source.bucket).resolve())
+    if source.queue.startswith("sqlite:///"):
+        path = source.queue.removeprefix("sqlite:///")
+        update["queue"] = "sqlite:///" + str((project_dir / path).resolve())
+    return source.model_copy(update=update)
+
+
 def _format_errors(exc: ValidationError, file: Path) -> str:
     lines = [f"{file}: invalid configuration"]
     for err in exc.errors():
@@ -598,6 +775,10 @@ def load_config(project: str | Path = ".") -> Config:
     sources = {
         key: source.model_copy(update={"path": _locate(key, source, project_dir)})
         if isinstance(source, FileSourceConfig)
+        else _resolve_sqlite(source, project_dir)
+        if isinstance(source, SqlSourceConfig)
+        else _locate_push(source, project_dir)
+        if isinstance(source, PushSourceConfig)
         else source
         for key, source in config.sources.items()
     }

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 from featurepipe import __version__
 
@@ -30,11 +31,11 @@ def test_missing_project_is_exit_code_2_with_the_path(tmp_path) -> None:
 
 def test_unknown_parameter_and_step_are_refused_before_anything_runs(project) -> None:
     result = run_cli("run", "-p", "max_itr=5", cwd=project)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "unknown parameter(s) ['max_itr']" in " ".join(result.stderr.split())
     assert "max_iter" in result.stderr
     result = run_cli("run", "--step", "05_deploy", cwd=project)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "unknown step(s) ['05_deploy']" in " ".join(result.stderr.split())
     assert not (project / "runs").exists()
     result = run_cli("run", "-p", "novalue", cwd=project)
@@ -76,11 +77,40 @@ def test_ui_serves_the_mlflow_ui_on_loopback(project) -> None:
         ui.stdout.close()
 
 
+def test_schema_command_prints_types_nulls_and_misfits(project: Path) -> None:
+    raw = "when,amount,Flag\n2013-01-01,10,yes\n2013-01-02,x12,no\n2013-01-03,NA,yes\n"
+    (project / "orders.csv").write_text(raw)
+    config = (project / "featurepipe.toml").read_text()
+    (project / "featurepipe.toml").write_text(
+        config.replace(
+            "[sources.weather]",
+            '[sources.orders]\npath = "orders.csv"\ncolumns = { amount = "int" }\n\n'
+            "[sources.weather]",
+        )
+    )
+    result = run_cli("schema", "orders", "--project", str(project), cwd=project)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "orders: 3 rows" in out
+    assert "date %Y-%m-%d" in out and "int64" in out and "bool" in out
+    assert "'x12' ×1" in out  # the value that failed the hint, counted
+    assert "33.3%" in out  # amount: one NA of three
+    assert "Flag → flag" in out
+
+
+def test_schema_command_names_an_unknown_source(project: Path) -> None:
+    result = run_cli("schema", "nope", "--project", str(project), cwd=project)
+    assert result.returncode == 2
+    assert "no source 'nope'" in result.stderr and "weather" in result.stderr
+
+
 def test_connectors_lists_each_kind_with_stage_and_options(tmp_path) -> None:
     result = run_cli("connectors", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert 'kind = "file" · beta ·' in result.stdout
-    for option in ("incremental", "storage_options", "primary_key"):
+    assert 'kind = "sql" · beta ·' in result.stdout
+    assert 'kind = "http" · alpha ·' in result.stdout
+    for option in ("incremental", "storage_options", "primary_key", "password_env", "pagination"):
         assert option in result.stdout
     unknown = run_cli("connectors", "ftp", cwd=tmp_path)
     assert unknown.returncode == 2 and "no connector 'ftp'" in unknown.stderr

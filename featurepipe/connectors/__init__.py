@@ -7,6 +7,9 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ConfigError
 from .base import Batch, Extraction, Lineage, SourceBase, Stage
 from .files import Extract, FileSource, extract_file
+from .http import HttpSource
+from .push_bucket import PushSource
+from .sql import SqlSource
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -19,16 +22,24 @@ __all__ = [
     "Extract",
     "Extraction",
     "FileSource",
+    "HttpSource",
     "Lineage",
+    "PushSource",
     "SourceBase",
+    "SqlSource",
     "Stage",
     "connector_for",
     "extract_file",
     "extract_source",
 ]
 
-CONNECTORS: dict[str, type[SourceBase[Any]]] = {"file": FileSource}
-"""Every pull connector by its ``kind`` in featurepipe.toml."""
+CONNECTORS: dict[str, type[SourceBase[Any]]] = {
+    "file": FileSource,
+    "sql": SqlSource,
+    "http": HttpSource,
+    "push": PushSource,
+}
+"""Every connector by its ``kind`` in featurepipe.toml (push sources are read from their bucket)."""
 
 
 def connector_for(name: str, source: SourceConfig) -> SourceBase[Any]:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, Literal, TypeVar
@@ -13,7 +14,15 @@ from pydantic import BaseModel
 
 from ..errors import SourceError
 
-__all__ = ["Batch", "Extraction", "Lineage", "SourceBase", "Stage", "read_batches"]
+__all__ = [
+    "Batch",
+    "CursorTracker",
+    "Extraction",
+    "Lineage",
+    "SourceBase",
+    "Stage",
+    "read_batches",
+]
 
 Stage = Literal["alpha", "beta", "stable"]
 OptionsT = TypeVar("OptionsT", bound=BaseModel)
@@ -162,6 +171,77 @@ class SourceBase(ABC, Generic[OptionsT]):
         Nothing is read until the extraction is iterated.
         """
         return Extraction(self.name, self.kind, load_id, self.read(dict(state or {})))
+
+
+class CursorTracker:
+    """Keeps the largest cursor value and the rows already loaded at it.
+
+    Rows are read with ``cursor >= last``. A row at exactly ``last`` is dropped only if the
+    same row (same primary key and same content) was loaded before: rows sharing the last
+    value, split across batches or runs, or arriving late with that same value, are neither
+    lost nor loaded twice, and a row changed within the same cursor instant (a coarse
+    timestamp) is loaded again rather than missed. The state holds, for every row at the
+    largest value, its key and a digest of its content.
+    """
+
+    def __init__(self, cursor: str, key: Sequence[str], last: Mapping[str, Any] | None) -> None:
+        self.cursor = cursor
+        self.key = list(key)
+        self.value: Any = last["value"] if last else None
+        self.rows: set[tuple[tuple[Any, ...], str]] = {
+            (tuple(k), digest) for k, digest in (last or {}).get("rows", [])
+        }
+        self._last = self.value
+        self._seen_at_last = set(self.rows)
+
+    def _row_ids(self, frame: pl.DataFrame) -> list[tuple[tuple[Any, ...], str]]:
+        keys = frame.select(self.key).iter_rows()
+        digests = (hashlib.sha256(repr(row).encode()).hexdigest()[:24] for row in frame.iter_rows())
+        return list(zip(keys, digests, strict=True))
+
+    def _at(self, frame: pl.DataFrame, value: Any) -> pl.Series:
+        return frame[self.cursor] == pl.Series([value], dtype=frame.schema[self.cursor])
+
+    def admit(self, frame: pl.DataFrame, where: str) -> pl.DataFrame:
+        """Drop the rows already loaded at the last cursor value; remember the new maximum."""
+        missing = [c for c in [self.cursor, *self.key] if c not in frame.columns]
+        if missing:
+            raise SourceError(
+                f"{where}: column(s) {missing} not in the result; columns are {frame.columns}. "
+                "Fix `cursor` / `primary_key` in featurepipe.toml."
+            )
+        if frame.height == 0:
+            return frame
+        if self._last is not None:  # an API may ignore the cursor parameter: filter here too
+            last = pl.lit(self._last, dtype=frame.schema[self.cursor])
+            frame = frame.filter(pl.col(self.cursor) >= last)
+            positions = self._at(frame, self._last).arg_true().to_list()
+            if positions and self._seen_at_last:
+                ids = self._row_ids(frame[positions])
+                seen = [
+                    p for p, row in zip(positions, ids, strict=True) if row in self._seen_at_last
+                ]
+                if seen:
+                    keep = pl.Series(range(frame.height)).is_in(pl.Series(seen).implode()).not_()
+                    frame = frame.filter(keep)
+        top = frame[self.cursor].max()
+        if top is None:
+            return frame
+        if self.value is None or top > self.value:
+            self.value, self.rows = top, set()
+        if top == self.value:
+            self.rows.update(self._row_ids(frame.filter(self._at(frame, top))))
+        return frame
+
+    def state(self) -> dict[str, Any] | None:
+        """The cursor state to commit: column, largest value, rows loaded at that value."""
+        if self.value is None:
+            return None
+        return {
+            "column": self.cursor,
+            "value": self.value,
+            "rows": sorted(([list(key), digest] for key, digest in self.rows), key=repr),
+        }
 
 
 def read_batches(frame: pl.DataFrame, location: str, batch_rows: int) -> Iterator[Batch]:

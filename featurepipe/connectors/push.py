@@ -17,9 +17,10 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import signal
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -29,14 +30,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from ..errors import SourceError
-from .push_queue import EventQueue, utc_now
+from ..config import PushSourceConfig
+from ..errors import ConfigError, SourceError
+from .push_queue import EventQueue, open_event_queue, utc_now
 
 if TYPE_CHECKING:
     import uvicorn
 
 __all__ = [
     "PushEndpoint",
+    "build_receiver",
     "create_receiver_app",
     "decode_secret",
     "run_receiver",
@@ -192,21 +195,23 @@ class Flusher(Protocol):
 
 def create_receiver_app(
     endpoints: Sequence[PushEndpoint],
-    queue: EventQueue,
+    queue: EventQueue | Mapping[str, EventQueue],
     *,
-    flusher: Flusher | None = None,
+    flushers: Sequence[Flusher] = (),
 ) -> Starlette:
     """The ASGI app of the receiver.
 
     Args:
         endpoints: the push sources, one ``/hooks/{name}`` each.
-        queue: where accepted events are committed before the answer.
-        flusher: started with the app and stopped (after a last flush) on shutdown.
+        queue: where accepted events are committed before the answer; one for every
+            source, or one per source name.
+        flushers: started with the app and stopped (after a last flush) on shutdown.
 
     Returns:
         A Starlette app; serve it with ``run_receiver`` or any ASGI server.
     """
     by_name = {e.name: e for e in endpoints}
+    queues = dict(queue) if isinstance(queue, Mapping) else dict.fromkeys(by_name, queue)
 
     async def receive_hook(request: Request) -> JSONResponse:
         source = request.path_params["source"]
@@ -223,7 +228,9 @@ def create_receiver_app(
             log.info("%s: rejected %s: %s", source, rejected.status, rejected.reason)
             return JSONResponse({"error": rejected.reason}, status_code=rejected.status)
         try:
-            new = await anyio.to_thread.run_sync(queue.put, source, webhook_id, utc_now(), body)
+            new = await anyio.to_thread.run_sync(
+                queues[source].put, source, webhook_id, utc_now(), body
+            )
         except Exception:  # the sender retries; nothing was acknowledged
             log.exception("%s: queue failed for webhook-id %s", source, webhook_id)
             return JSONResponse({"error": "queue unavailable, retry later"}, status_code=503)
@@ -234,14 +241,15 @@ def create_receiver_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        if flusher is not None:
+        for flusher in flushers:
             flusher.start()
         try:
             yield
         finally:
-            if flusher is not None:
+            for flusher in flushers:  # after uvicorn finished the requests in flight
                 await anyio.to_thread.run_sync(flusher.stop)
-            queue.close()
+            for distinct in {id(q): q for q in queues.values()}.values():
+                distinct.close()
 
     return Starlette(
         routes=[
@@ -250,6 +258,67 @@ def create_receiver_app(
         ],
         lifespan=lifespan,
     )
+
+
+def build_receiver(
+    sources: Mapping[str, PushSourceConfig], environ: Mapping[str, str] | None = None
+) -> Starlette:
+    """The receiver of a project's push sources: endpoints, queues and flushers from config.
+
+    Args:
+        sources: the push sources by name (``kind = "push"`` in featurepipe.toml).
+        environ: where the secrets are read (default: the process environment).
+
+    Raises:
+        ConfigError: no push source, or a secret variable is unset or not a whsec_ secret.
+        SourceError: a queue cannot be opened.
+    """
+    from .push_bucket import BatchFlusher
+
+    env = os.environ if environ is None else environ
+    if not sources:
+        raise ConfigError(
+            'no push source in featurepipe.toml; declare one with kind = "push" '
+            "(see README: Push sources)."
+        )
+    endpoints, queues, flushers = [], {}, []
+    opened: dict[tuple[str, str], EventQueue] = {}
+    for name, cfg in sources.items():
+        keys = []
+        for var in cfg.secrets_env:
+            secret = env.get(var)
+            if not secret:
+                raise ConfigError(
+                    f"sources.{name}.secrets_env: environment variable {var} is not set; "
+                    f"export {var}=whsec_... (the secret the sender signs with)."
+                )
+            try:
+                keys.append(decode_secret(secret, where=f"sources.{name} (${var})"))
+            except SourceError as exc:
+                raise ConfigError(str(exc)) from exc
+        endpoints.append(
+            PushEndpoint(
+                name,
+                tuple(keys),
+                tolerance_seconds=cfg.tolerance,
+                max_body_bytes=cfg.max_body_bytes,
+                max_json_depth=cfg.max_json_depth,
+            )
+        )
+        where = (cfg.queue, cfg.queue_prefix)
+        if where not in opened:
+            opened[where] = open_event_queue(cfg.queue, prefix=cfg.queue_prefix)
+        queues[name] = opened[where]
+        flushers.append(
+            BatchFlusher(
+                opened[where],
+                cfg.bucket,
+                [name],
+                flush_size=cfg.flush_size,
+                flush_age_seconds=cfg.flush_age,
+            )
+        )
+    return create_receiver_app(endpoints, queues, flushers=flushers)
 
 
 def _server_class() -> type[uvicorn.Server]:

@@ -14,24 +14,23 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from ..config import PUSH_RECEIVED_AT_FORMAT, PushSourceConfig
 from ..errors import SourceError
-from .files import Extract
+from .base import Batch, BatchReader, SourceBase
 from .push_queue import EventQueue, QueuedEvent
 
 __all__ = [
     "LINEAGE_COLUMNS",
     "RECEIVED_AT_FORMAT",
     "BatchFlusher",
-    "BatchManifest",
-    "PushExtract",
+    "PushSource",
     "extract_push",
     "list_batches",
     "write_batch",
@@ -40,9 +39,9 @@ __all__ = [
 log = logging.getLogger("featurepipe.push")
 
 LINEAGE_COLUMNS = ("webhook_id", "received_at")
-RECEIVED_AT_FORMAT = "%Y-%m-%dT%H:%M:%S%.f%:z"
-"""How ``received_at`` is written (ISO 8601, microseconds, UTC offset): its type hint format."""
+RECEIVED_AT_FORMAT = PUSH_RECEIVED_AT_FORMAT
 BATCH_SUFFIX = ".ndjson"
+RECENT_IDS = 20_000  # webhook ids kept in the state to drop duplicates across loads
 
 
 def _is_remote(bucket: str) -> bool:
@@ -206,103 +205,68 @@ class BatchFlusher:
         self.flush_all()
 
 
-class BatchManifest:
-    """The batch files of a push source already loaded (a JSON file, replaced atomically).
-
-    Committed only after the destination has committed the rows read from those files.
-    """
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-
-    def processed(self) -> set[str]:
-        """Names of the batch files already loaded."""
-        if not self.path.is_file():
-            return set()
-        try:
-            return set(json.loads(self.path.read_text(encoding="utf-8"))["files"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise SourceError(
-                f"{self.path}: the push manifest is not valid JSON with a 'files' list; "
-                "restore it or delete it to reload every batch (duplicates are merged by "
-                "webhook_id)."
-            ) from exc
-
-    def commit(self, files: Iterable[str]) -> None:
-        """Add ``files`` to the manifest, atomically."""
-        names = sorted(self.processed() | set(files))
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temp = self.path.with_name(f".{self.path.name}.tmp")
-        temp.write_text(json.dumps({"files": names}, indent=0), encoding="utf-8")
-        os.replace(temp, self.path)
-
-
-@dataclass(frozen=True)
-class PushExtract(Extract):
-    """A push source's new rows, plus the batch files to mark processed after loading."""
-
-    files: tuple[str, ...] = ()
-    duplicates_removed: int = 0
-
-
 def _as_text(value: Any) -> str | None:
     if value is None or isinstance(value, str):
         return value
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def extract_push(
-    table: str, bucket: str, *, source: str | None = None, processed: Iterable[str] = ()
-) -> PushExtract:
-    """Read the batch files of a push source not yet processed into one raw text frame.
+class PushSource(SourceBase[PushSourceConfig]):
+    """The batch files a push source's receiver wrote, new ones only (a manifest in the state).
 
     Every top-level key of the payloads becomes a text column (nested values as JSON
     text), so typing happens in ``schema`` like for any file; ``webhook_id`` and
-    ``received_at`` are kept as lineage columns, and repeated ``webhook_id``s are dropped.
-
-    Args:
-        table: the table the source loads into (used in messages).
-        bucket: the bucket folder or URL.
-        source: the source's folder in the bucket (default: ``table``).
-        processed: batch file names already loaded (from the manifest).
-
-    Returns:
-        The frame, the files it came from, and how many duplicates were removed.
-
-    Raises:
-        SourceError: a batch file cannot be read or holds a line that is not an event.
+    ``received_at`` are kept as lineage columns, and a repeated ``webhook_id`` (an event
+    flushed twice after a crash) is dropped.
     """
-    folder = source or table
-    done = set(processed)
-    try:
-        files = [n for n in list_batches(bucket, folder) if n not in done]
-    except OSError as exc:
-        raise SourceError(f"push source {table!r}: cannot list {bucket}/{folder}: {exc}") from exc
-    rows: list[dict[str, str | None]] = []
-    seen: set[str] = set()
-    duplicates = 0
-    for name in files:
+
+    kind = "push"
+    stage = "beta"
+    options = PushSourceConfig
+    summary = "signed webhooks (featurepipe serve) → queue → NDJSON batches in a bucket"
+
+    def read(self, state: Mapping[str, Any]) -> BatchReader:
+        """Yield one batch per new batch file; return the manifest with them added."""
+        bucket, folder = self.config.bucket, self.name
+        done = set(state.get("manifest", []))
+        try:
+            files = [n for n in list_batches(bucket, folder) if n not in done]
+        except OSError as exc:
+            raise SourceError(
+                f"push source {folder!r}: cannot list {bucket}/{folder}: {exc}"
+            ) from exc
+        # ids of recently loaded events: an event flushed twice (crash between writing its
+        # batch and acknowledging it) may land in a batch of a later load
+        recent: list[str] = list(state.get("recent_ids", []))
+        seen = set(recent)
+        for name in files:
+            frame = self._read_file(name, seen)
+            recent += frame["webhook_id"].to_list()
+            yield Batch(frame, f"{bucket}/{folder}/{name}")
+        if not files:
+            yield Batch(_frame([]), f"{bucket}/{folder}")
+        return {"manifest": sorted(done | set(files)), "recent_ids": recent[-RECENT_IDS:]}
+
+    def _read_file(self, name: str, seen: set[str]) -> pl.DataFrame:
+        bucket, folder = self.config.bucket, self.name
         try:
             data = _read_batch(bucket, folder, name)
         except OSError as exc:
-            raise SourceError(f"push source {table!r}: cannot read {name}: {exc}") from exc
+            raise SourceError(f"push source {folder!r}: cannot read {name}: {exc}") from exc
+        rows: list[dict[str, str | None]] = []
         for number, line in enumerate(data.splitlines(), start=1):
             if not line.strip():
                 continue
             try:
                 event = json.loads(line)
-                webhook_id, received_at, payload = (
-                    event["webhook_id"],
-                    event["received_at"],
-                    event["payload"],
-                )
+                webhook_id, received_at = event["webhook_id"], event["received_at"]
+                payload = dict(event["payload"])
             except (ValueError, KeyError, TypeError) as exc:
                 raise SourceError(
-                    f"push source {table!r}: {bucket}/{folder}/{name} line {number} is not an "
+                    f"push source {folder!r}: {bucket}/{folder}/{name} line {number} is not an "
                     f"event ({exc}); batch files are written by the receiver only."
                 ) from exc
             if webhook_id in seen:
-                duplicates += 1
                 continue
             seen.add(webhook_id)
             row = {  # a payload key named like a lineage column keeps a payload_ prefix
@@ -310,13 +274,28 @@ def extract_push(
                 for k, v in payload.items()
             }
             rows.append({"webhook_id": webhook_id, "received_at": received_at, **row})
+        return _frame(rows)
+
+
+def _frame(rows: list[dict[str, str | None]]) -> pl.DataFrame:
     columns = list(dict.fromkeys(k for row in rows for k in row)) or list(LINEAGE_COLUMNS)
-    frame = pl.DataFrame(rows, schema=dict.fromkeys(columns, pl.String))
-    return PushExtract(
-        table=table,
-        frame=frame,
-        location=f"{bucket}/{folder}",
-        extracted_at=datetime.now(UTC),
-        files=tuple(files),
-        duplicates_removed=duplicates,
-    )
+    return pl.DataFrame(rows, schema=dict.fromkeys(columns, pl.String))
+
+
+def extract_push(table: str, bucket: str, *, processed: Iterable[str] = ()) -> pl.DataFrame:
+    """Every new event of a push source's bucket in one text frame (for tests and notebooks).
+
+    Args:
+        table: the push source (its folder in the bucket).
+        bucket: the bucket folder or URL.
+        processed: batch file names already loaded.
+
+    Returns:
+        One row per distinct ``webhook_id``, lineage columns first.
+
+    Raises:
+        SourceError: a batch file cannot be read or holds a line that is not an event.
+    """
+    options = PushSourceConfig(kind="push", secrets_env=["UNUSED"], bucket=bucket)
+    extraction = PushSource(table, options).extract({"manifest": list(processed)})
+    return extraction.collect()

@@ -7,12 +7,10 @@ writes them to the bucket and only then ``ack``s them, which removes them from t
 
 from __future__ import annotations
 
-import os
 import socket
 import sqlite3
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -214,7 +212,9 @@ class RedisEventQueue:
         self.prefix = prefix
         self.dedupe_seconds = int(dedupe_seconds)
         self.claim_idle_ms = claim_idle_ms
-        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        # one name per host: a restarted receiver resumes the entries it had taken before
+        # it died at once (entries of a dead host are claimed after ``claim_idle_ms``)
+        self.consumer = consumer or socket.gethostname()
         self._redis = redis.Redis.from_url(url, protocol=2)  # replies as lists, any server
         self._error = redis.RedisError
         self._put = self._redis.register_script(_PUT_SCRIPT)

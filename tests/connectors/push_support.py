@@ -21,6 +21,7 @@ from standardwebhooks.webhooks import Webhook
 
 from featurepipe.connectors.push_queue import EventQueue, open_event_queue
 
+REPO = Path(__file__).resolve().parents[2]
 REDIS_URL = os.environ.get("FEATUREPIPE_TEST_REDIS", "redis://127.0.0.1:6379/0")
 BACKENDS = ("sqlite", "redis")
 
@@ -119,3 +120,15 @@ def wait_until_up(url: str, timeout: float = 20) -> None:
 def old(seconds: float) -> datetime:
     """A moment ``seconds`` ago (negative: in the future)."""
     return datetime.now(UTC) - timedelta(seconds=seconds)
+
+
+def push_project(tmp_path: Path, **options: object) -> Path:
+    """A project folder: the repository's flights config plus a push source ``orders``
+    (secret in ``$ORDERS_SECRET``, bucket ``bucket/``) with ``options`` added."""
+    settings = {"kind": "push", "secrets_env": ["ORDERS_SECRET"], "bucket": "bucket", **options}
+    lines = ["[sources.orders]", *(f"{k} = {json.dumps(v)}" for k, v in settings.items())]
+    project = tmp_path / "project"
+    project.mkdir(exist_ok=True)
+    text = (REPO / "featurepipe.toml").read_text(encoding="utf-8")
+    (project / "featurepipe.toml").write_text(text + "\n" + "\n".join(lines) + "\n")
+    return project

@@ -23,6 +23,7 @@ from .push_support import (
     event_body,
     free_port,
     new_secret,
+    push_project,
     queue_url,
     signed_headers,
     wait_until_up,
@@ -31,22 +32,6 @@ from .push_support import (
 EVENTS = 10_000
 SENDERS = 8
 KILL_AT = (1_500, 4_000, 6_500, 8_500)  # acknowledged counts at which the receiver is killed
-
-# The receiver process: the same app and server `featurepipe serve` runs, built from env.
-RECEIVER = """
-import os
-from featurepipe.connectors.push import (
-    PushEndpoint, create_receiver_app, decode_secret, run_receiver,
-)
-from featurepipe.connectors.push_bucket import BatchFlusher
-from featurepipe.connectors.push_queue import open_event_queue
-
-env = os.environ
-queue = open_event_queue(env["FP_QUEUE"], prefix=env["FP_PREFIX"], claim_idle_ms=0)
-flusher = BatchFlusher(queue, env["FP_BUCKET"], ["orders"], flush_size=500, flush_age_seconds=0.3)
-endpoint = PushEndpoint("orders", (decode_secret(env["FP_SECRET"]),))
-run_receiver(create_receiver_app([endpoint], queue, flusher=flusher), port=int(env["FP_PORT"]))
-"""
 
 
 class ReceiverProcess:
@@ -60,8 +45,10 @@ class ReceiverProcess:
     def start(self) -> None:
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-c", RECEIVER], env=self.env, stdout=out, stderr=out
-            )
+                [sys.executable, "-m", "featurepipe", "serve", "-C", self.env["FP_PROJECT"],
+                 "--port", self.env["FP_PORT"]],
+                env=self.env, stdout=out, stderr=out,
+            )  # fmt: skip
         wait_until_up(self.url)
 
     def kill(self) -> None:
@@ -105,12 +92,11 @@ def test_no_acknowledged_event_is_lost_when_the_receiver_is_killed(
 ) -> None:
     url, prefix = queue_url(backend, tmp_path)
     secret = new_secret()
+    project = push_project(tmp_path, queue=url, queue_prefix=prefix, flush_size=500, flush_age=0.3)
     env = {
         **os.environ,
-        "FP_QUEUE": url,
-        "FP_PREFIX": prefix,
-        "FP_BUCKET": str(tmp_path / "bucket"),
-        "FP_SECRET": secret,
+        "ORDERS_SECRET": secret,
+        "FP_PROJECT": str(project),
         "FP_PORT": str(free_port()),
     }
     receiver = ReceiverProcess(env, tmp_path / "receiver.log")
@@ -146,10 +132,10 @@ def test_no_acknowledged_event_is_lost_when_the_receiver_is_killed(
             drop_redis_prefix(prefix)
 
     assert receiver.kills == len(KILL_AT)
-    bucket = str(tmp_path / "bucket")
+    bucket = str(project / "bucket")
     assert list_batches(bucket, "orders")
-    extract = extract_push("orders", bucket)
-    ids = extract.frame["webhook_id"].to_list()
+    frame = extract_push("orders", bucket)
+    ids = frame["webhook_id"].to_list()
     assert len(ids) == len(set(ids)) == EVENTS  # after de-duplication: each exactly once
     assert set(ids) == set(acked)  # 0 lost
-    assert sorted(int(v) for v in extract.frame["order"]) == list(range(EVENTS))
+    assert sorted(int(v) for v in frame["order"]) == list(range(EVENTS))
