@@ -77,6 +77,7 @@ def log_feature_set(
     source = resolve_dataset_source(Path(location).resolve().as_uri())
     dataset = MetaDataset(source=source, name=f"{name}@v{version}", digest=digest)  # type: ignore[abstract]
     mlflow.log_input(dataset, context=context, tags={"rows": str(rows), "version": str(version)})
+    mlflow.log_params({f"table_version.{name}": version, f"digest.{name}": digest})
 
 
 def log_gates(gates: Mapping[str, bool]) -> bool:
