@@ -220,6 +220,7 @@ def step_train(
             "features": ",".join(model.columns),
         }
     )
+    fp.tracking.log_metrics({f"test_{k}": v for k, v in model.metrics.items()})
 
     # Test-set plots
     for file_name, figure in fp.plot_model(model).items():
