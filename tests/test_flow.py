@@ -128,7 +128,7 @@ def test_flow_logs_plots_gates_and_promotes_the_first_candidate(finished) -> Non
     champion = client.get_model_version_by_alias("flights-delay", "champion")
     assert champion.run_id == train.info.run_id  # 03_train promoted its model
     predict = children[3]
-    assert predict.data.params["model_version"] == champion.version
+    assert predict.data.params["model_version"] == str(champion.version)
 
 
 def test_promote_and_predict_commands(finished) -> None:
