@@ -37,6 +37,7 @@ bench: install
 	$(BIN)/python bench/flow.py
 	$(BIN)/python bench/sql.py
 	$(BIN)/python bench/push.py
+	$(BIN)/python -P bench/typing.py
 
 ui: install
 	$(BIN)/featurepipe ui

@@ -108,7 +108,9 @@ def test_connectors_lists_each_kind_with_stage_and_options(tmp_path) -> None:
     result = run_cli("connectors", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert 'kind = "file" · beta ·' in result.stdout
-    for option in ("incremental", "storage_options", "primary_key"):
+    assert 'kind = "sql" · beta ·' in result.stdout
+    assert 'kind = "http" · alpha ·' in result.stdout
+    for option in ("incremental", "storage_options", "primary_key", "password_env", "pagination"):
         assert option in result.stdout
     unknown = run_cli("connectors", "ftp", cwd=tmp_path)
     assert unknown.returncode == 2 and "no connector 'ftp'" in unknown.stderr

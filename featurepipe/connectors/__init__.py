@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ConfigError
 from .base import Batch, Extraction, Lineage, SourceBase, Stage
 from .files import Extract, FileSource, extract_file
+from .http import HttpSource
 from .push_bucket import PushSource
 from .sql import SqlSource
 
@@ -21,6 +22,7 @@ __all__ = [
     "Extract",
     "Extraction",
     "FileSource",
+    "HttpSource",
     "Lineage",
     "PushSource",
     "SourceBase",
@@ -34,6 +36,7 @@ __all__ = [
 CONNECTORS: dict[str, type[SourceBase[Any]]] = {
     "file": FileSource,
     "sql": SqlSource,
+    "http": HttpSource,
     "push": PushSource,
 }
 """Every connector by its ``kind`` in featurepipe.toml (push sources are read from their bucket)."""

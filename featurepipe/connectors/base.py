@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, Literal, TypeVar
@@ -13,7 +13,15 @@ from pydantic import BaseModel
 
 from ..errors import SourceError
 
-__all__ = ["Batch", "Extraction", "Lineage", "SourceBase", "Stage", "read_batches"]
+__all__ = [
+    "Batch",
+    "CursorTracker",
+    "Extraction",
+    "Lineage",
+    "SourceBase",
+    "Stage",
+    "read_batches",
+]
 
 Stage = Literal["alpha", "beta", "stable"]
 OptionsT = TypeVar("OptionsT", bound=BaseModel)
@@ -162,6 +170,68 @@ class SourceBase(ABC, Generic[OptionsT]):
         Nothing is read until the extraction is iterated.
         """
         return Extraction(self.name, self.kind, load_id, self.read(dict(state or {})))
+
+
+class CursorTracker:
+    """Keeps the largest cursor value and the primary keys seen at it.
+
+    Rows are read with ``cursor >= last``; a row at exactly ``last`` whose key was already
+    loaded is dropped. So rows sharing the last value, split across batches or runs, or
+    arriving late with that same value, are neither lost nor loaded twice.
+    """
+
+    def __init__(self, cursor: str, key: Sequence[str], last: Mapping[str, Any] | None) -> None:
+        self.cursor = cursor
+        self.key = list(key)
+        self.value: Any = last["value"] if last else None
+        self.keys: set[tuple[Any, ...]] = {tuple(k) for k in (last or {}).get("keys", [])}
+        self._last = self.value
+        self._seen_at_last = set(self.keys)
+
+    def admit(self, frame: pl.DataFrame, where: str) -> pl.DataFrame:
+        """Drop the rows already loaded at the last cursor value; remember the new maximum."""
+        missing = [c for c in [self.cursor, *self.key] if c not in frame.columns]
+        if missing:
+            raise SourceError(
+                f"{where}: column(s) {missing} not in the result; columns are {frame.columns}. "
+                "Fix `cursor` / `primary_key` in featurepipe.toml."
+            )
+        if frame.height == 0:
+            return frame
+        if self._last is not None:  # an API may ignore the cursor parameter: filter here too
+            last = pl.lit(self._last, dtype=frame.schema[self.cursor])
+            frame = frame.filter(pl.col(self.cursor) >= last)
+        if self._last is not None and self._seen_at_last:
+            at_last = pl.col(self.cursor) == pl.lit(self._last, dtype=frame.schema[self.cursor])
+            keys = pl.struct(self.key).is_in(
+                pl.DataFrame(
+                    list(self._seen_at_last),
+                    schema=frame.select(self.key).schema,
+                    orient="row",
+                ).to_struct()
+            )
+            frame = frame.filter(~(at_last & keys))
+        top = frame[self.cursor].max()
+        if top is None:
+            return frame
+        if self.value is None or top > self.value:
+            self.value, self.keys = top, set()
+        if top == self.value:
+            at_top = frame.filter(
+                pl.col(self.cursor) == pl.lit(top, dtype=frame.schema[self.cursor])
+            )
+            self.keys.update(at_top.select(self.key).iter_rows())
+        return frame
+
+    def state(self) -> dict[str, Any] | None:
+        """The cursor state to commit: column, largest value, keys seen at that value."""
+        if self.value is None:
+            return None
+        return {
+            "column": self.cursor,
+            "value": self.value,
+            "keys": sorted(self.keys, key=repr),
+        }
 
 
 def read_batches(frame: pl.DataFrame, location: str, batch_rows: int) -> Iterator[Batch]:

@@ -5,7 +5,7 @@ whole or incrementally by a cursor column, never losing or doubling rows at the 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -16,7 +16,7 @@ import polars as pl
 
 from ..config import SqlSourceConfig
 from ..errors import SourceError
-from .base import Batch, BatchReader, SourceBase
+from .base import Batch, BatchReader, CursorTracker, SourceBase
 
 __all__ = ["SqlSource", "redact_url", "sql_literal"]
 
@@ -47,7 +47,7 @@ class SqlSource(SourceBase[SqlSourceConfig]):
         self._preflight(dialect, url, secret, where)
         last = state.get("cursor") if cfg.cursor else None
         query = self._query(dialect, last["value"] if last else None)
-        tracker = _CursorTracker(cfg.cursor, cfg.primary_key, last) if cfg.cursor else None
+        tracker = CursorTracker(cfg.cursor, cfg.primary_key, last) if cfg.cursor else None
         for frame in self._stream(dialect, url, query, secret, where):
             if tracker is not None:
                 frame = tracker.admit(frame, where)
@@ -171,63 +171,6 @@ class SqlSource(SourceBase[SqlSourceConfig]):
             raise SourceError(
                 f"source {self.name!r}: cannot read {where}: {message}; {hint}."
             ) from None
-
-
-class _CursorTracker:
-    """Keeps the largest cursor value and the primary keys seen at it.
-
-    Rows are read with ``cursor >= last``; a row at exactly ``last`` whose key was already
-    loaded is dropped. So rows sharing the last value, split across batches or runs, or
-    arriving late with that same value, are neither lost nor loaded twice.
-    """
-
-    def __init__(self, cursor: str, key: Sequence[str], last: Mapping[str, Any] | None) -> None:
-        self.cursor = cursor
-        self.key = list(key)
-        self.value: Any = last["value"] if last else None
-        self.keys: set[tuple[Any, ...]] = {tuple(k) for k in (last or {}).get("keys", [])}
-        self._last = self.value
-        self._seen_at_last = set(self.keys)
-
-    def admit(self, frame: pl.DataFrame, where: str) -> pl.DataFrame:
-        missing = [c for c in [self.cursor, *self.key] if c not in frame.columns]
-        if missing:
-            raise SourceError(
-                f"{where}: column(s) {missing} not in the result; columns are {frame.columns}. "
-                "Fix `cursor` / `primary_key` in featurepipe.toml."
-            )
-        if frame.height == 0:
-            return frame
-        if self._last is not None and self._seen_at_last:
-            at_last = pl.col(self.cursor) == pl.lit(self._last, dtype=frame.schema[self.cursor])
-            keys = pl.struct(self.key).is_in(
-                pl.DataFrame(
-                    list(self._seen_at_last),
-                    schema=frame.select(self.key).schema,
-                    orient="row",
-                ).to_struct()
-            )
-            frame = frame.filter(~(at_last & keys))
-        top = frame[self.cursor].max()
-        if top is None:
-            return frame
-        if self.value is None or top > self.value:
-            self.value, self.keys = top, set()
-        if top == self.value:
-            at_top = frame.filter(
-                pl.col(self.cursor) == pl.lit(top, dtype=frame.schema[self.cursor])
-            )
-            self.keys.update(at_top.select(self.key).iter_rows())
-        return frame
-
-    def state(self) -> dict[str, Any] | None:
-        if self.value is None:
-            return None
-        return {
-            "column": self.cursor,
-            "value": self.value,
-            "keys": sorted(self.keys, key=repr),
-        }
 
 
 def _dialect(url: str, source: str = "") -> str:

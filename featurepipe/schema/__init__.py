@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from .contract import CONTRACT_MODES, QUARANTINE_SCHEMA, ContractMode, TypedTable, apply_schema
-from .infer import DEFAULT_NULL_VALUES, InferenceOptions, infer_column, infer_types, polars_type
+from .infer import (
+    DEFAULT_NULL_VALUES,
+    InferenceOptions,
+    infer_column,
+    infer_frame,
+    infer_types,
+    polars_type,
+)
 from .names import normalize_name, unique_names
 from .profile import profile_table
 from .store import ColumnSchema, SchemaStore, TableSchema
@@ -23,6 +30,7 @@ __all__ = [
     "TypedTable",
     "apply_schema",
     "infer_column",
+    "infer_frame",
     "infer_types",
     "normalize_name",
     "parse_expr",

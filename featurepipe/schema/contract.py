@@ -29,7 +29,7 @@ from typing import Any, Literal
 import polars as pl
 
 from ..errors import SchemaError
-from .infer import DEFAULT_NULL_VALUES, InferenceOptions, infer_column
+from .infer import DEFAULT_NULL_VALUES, InferenceOptions, infer_frame
 from .names import unique_names
 from .store import ColumnSchema, TableSchema
 from .types import ColumnType, parse_expr, widen
@@ -176,11 +176,9 @@ def apply_schema(
     nulls = list(null_values)
     names = unique_names(frame.columns)
     columns: list[_Column] = []
+    inferred_types = infer_frame(frame, None, options, nulls)
     for original, name in names.items():
-        values = frame[original]
-        if values.dtype == pl.String and nulls:
-            values = values.filter(~values.is_in(nulls))
-        inferred = infer_column(values, options)
+        inferred = inferred_types[original]
         hint = hints.get(original, hints.get(name))
         typed_hint = isinstance(hint, str) or getattr(hint, "type", None) is not None
         ctype = _hint_type(hint, inferred) if typed_hint else inferred

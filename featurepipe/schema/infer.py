@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -49,10 +49,10 @@ import polars as pl
 
 from .types import (
     DECIMAL_MAX_PRECISION,
-    FALSE_TOKENS,
+    FALSE_SPELLINGS,
     INTEGER_TYPES,
     LOGICAL_TYPES,
-    TRUE_TOKENS,
+    TRUE_SPELLINGS,
     ColumnType,
 )
 
@@ -60,6 +60,7 @@ __all__ = [
     "DEFAULT_NULL_VALUES",
     "InferenceOptions",
     "infer_column",
+    "infer_frame",
     "infer_types",
     "polars_type",
 ]
@@ -67,7 +68,7 @@ __all__ = [
 DEFAULT_NULL_VALUES = ("", "NA", "N/A", "n/a", "#N/A", "null", "NULL", "None", "NaN", "nan", "-")
 
 _FLOAT_DIGITS = 15
-_WORD_BOOL = tuple(t for t in (*TRUE_TOKENS, *FALSE_TOKENS) if not t.isdigit())
+_WORD_BOOL = tuple(t for t in (*TRUE_SPELLINGS, *FALSE_SPELLINGS) if not t.isdigit())
 
 _INT = r"[-+]?(?:0|[1-9][0-9]*)"
 _INT_THOUSANDS = r"[-+]?[1-9][0-9]{0,2}(?:,[0-9]{3})+"
@@ -128,35 +129,83 @@ def infer_types(
     Returns:
         Column name to logical type name. Non-text columns keep their dtype's type.
     """
-    names = list(columns) if columns is not None else frame.columns
-    return {c: infer_column(frame[c], options).logical for c in names}
+    return {c: t.logical for c, t in infer_frame(frame, columns, options).items()}
 
 
-def infer_column(values: pl.Series, options: InferenceOptions | None = None) -> ColumnType:
+def infer_column(
+    values: pl.Series,
+    options: InferenceOptions | None = None,
+    null_values: Sequence[str] = (),
+) -> ColumnType:
     """The type of one column (see the module docstring for the rules).
 
     Args:
-        values: the column; null tokens must already be nulls.
+        values: the column.
         options: inference choices.
+        null_values: tokens that mean "no value" (matched exactly).
 
     Returns:
         The column type, with the format or unit its text is written in.
     """
+    frame = values.rename("c").to_frame()
+    return infer_frame(frame, ["c"], options, null_values)["c"]
+
+
+def infer_frame(
+    frame: pl.DataFrame,
+    columns: Iterable[str] | None = None,
+    options: InferenceOptions | None = None,
+    null_values: Sequence[str] = (),
+) -> dict[str, ColumnType]:
+    """The types of many columns; their distinct values are found in one parallel pass.
+
+    Args:
+        frame: the raw frame.
+        columns: the columns to infer (default: all).
+        options: inference choices.
+        null_values: tokens that mean "no value" (matched exactly).
+
+    Returns:
+        Column name to column type.
+    """
     options = options or InferenceOptions()
-    if values.dtype != pl.String:
-        return _type_of_dtype(values.dtype)
-    present = values.drop_nulls()
-    if present.len() == 0:
+    names = list(columns) if columns is not None else frame.columns
+    text = [c for c in names if frame.schema[c] == pl.String]
+    nulls = list(null_values)
+    stats = frame.select(
+        *(pl.col(c).unique(maintain_order=True).implode().alias(f"{c}\0distinct") for c in text),
+        *(
+            (pl.col(c).is_not_null() & ~pl.col(c).is_in(nulls)).sum().alias(f"{c}\0present")
+            for c in text
+        ),
+    )
+    result = {}
+    for c in names:
+        if c not in text:
+            result[c] = _type_of_dtype(frame.schema[c])
+            continue
+        distinct = stats[f"{c}\0distinct"].explode().drop_nulls()
+        if nulls:
+            distinct = distinct.filter(~distinct.is_in(nulls))
+        result[c] = _infer_distinct(distinct, int(stats[f"{c}\0present"][0]), options)
+    return result
+
+
+def _infer_distinct(distinct: pl.Series, present: int, options: InferenceOptions) -> ColumnType:
+    """The type of a column from its distinct non-null values and its number of values."""
+    if distinct.len() == 0:
         return ColumnType.of("text", empty=True, note="no values")
-    distinct = present.unique(maintain_order=True)
-    stripped = distinct.str.strip_chars().unique(maintain_order=True)
+    stripped = distinct.str.strip_chars()
+    padded = bool((stripped != distinct).any())
+    if padded:
+        stripped = stripped.unique(maintain_order=True)
     for detect in (_bool, _integer, _number, _temporal, _duration, _json):
         found = detect(stripped, options)
         if found is not None:
-            return found
+            return replace(found, trim=padded)
     note = _ambiguous_dates(stripped)
     n_unique = distinct.len()
-    if 0 < n_unique <= options.categorical_limit and n_unique * 2 <= present.len():
+    if n_unique <= options.categorical_limit and n_unique * 2 <= present:
         return ColumnType.of("categorical", note=note)
     return ColumnType.of("text", note=note)
 
@@ -166,15 +215,13 @@ def _all(values: pl.Series, pattern: str) -> bool:
 
 
 def _bool(values: pl.Series, options: InferenceOptions) -> ColumnType | None:
-    lower = values.str.to_lowercase()
-    if lower.is_in(_WORD_BOOL).all():
+    if values.is_in(_WORD_BOOL).all():
         # a lone letter (only "F", only "Y") may be a code, not a flag: require both sides
-        if lower.str.len_chars().max() == 1 and lower.is_in(TRUE_TOKENS).sum() == lower.len():
-            return None
-        if lower.str.len_chars().max() == 1 and lower.is_in(FALSE_TOKENS).sum() == lower.len():
+        letters = values.str.len_chars().max() == 1
+        if letters and (values.is_in(TRUE_SPELLINGS).all() or values.is_in(FALSE_SPELLINGS).all()):
             return None
         return ColumnType.of("bool")
-    if lower.is_in(("0", "1")).all() and values.len() == 2:
+    if values.is_in(("0", "1")).all() and values.len() == 2:
         return ColumnType.of("bool")
     return None
 
