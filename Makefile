@@ -35,9 +35,11 @@ test: install services lint
 
 bench: install
 	$(BIN)/python bench/flow.py
+	$(BIN)/python bench/load.py
 	$(BIN)/python bench/sql.py
 	$(BIN)/python -P bench/push.py
 	$(BIN)/python -P bench/typing.py
+	$(BIN)/python bench/model.py
 
 ui: install
 	$(BIN)/featurepipe ui

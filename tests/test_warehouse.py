@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
@@ -10,6 +11,7 @@ import pytest
 import featurepipe as fp
 from featurepipe.config import load_config
 from featurepipe.errors import ConfigError, DestinationError
+from tests.destinations.conftest import PG_URL, drop_pg_schema, new_pg_schema
 
 
 def _edit(project: Path, old: str, new: str) -> None:
@@ -90,3 +92,22 @@ def test_postgres_url_with_a_password_is_refused(project, monkeypatch) -> None:
         "url": "postgresql://me@localhost/db",
         "schema": "public",
     }
+
+
+def test_postgres_destination_from_config_reads_pinned_versions(project, pg_schema) -> None:
+    _edit(project, 'kind = "delta"', 'kind = "postgres"')
+    _edit(project, 'path = "warehouse"', f'url = "{PG_URL}"\nschema_name = "{pg_schema}"')
+    config = load_config(project)
+    warehouse = fp.open_warehouse(config)
+    assert warehouse.location("t").endswith(f"#{pg_schema}.t")
+    first = warehouse.write("t", pl.DataFrame({"k": [1]}), load_id="L1", mode="append")
+    warehouse.write("t", pl.DataFrame({"k": [2]}), load_id="L2", mode="append")
+    assert fp.read_table("t", project=config)["k"].sort().to_list() == [1, 2]
+    assert fp.read_table("t", version=first.version, project=config)["k"].to_list() == [1]
+
+
+@pytest.fixture
+def pg_schema() -> Iterator[str]:
+    name = new_pg_schema()
+    yield name
+    drop_pg_schema(name)

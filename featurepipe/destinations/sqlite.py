@@ -216,13 +216,13 @@ class SqliteDestination:
                 version = int(cursor.lastrowid or 0)
                 db.execute("COMMIT")
             except sqlite3.Error as exc:
-                db.execute("ROLLBACK")
+                _rollback(db)
                 raise DestinationError(
                     f"table {table!r}: could not write to {self.path}: {exc}; "
                     "the database is unchanged"
                 ) from exc
             except BaseException:
-                db.execute("ROLLBACK")
+                _rollback(db)
                 raise
         return LoadResult(table, frame.height, version, load_id, mode)
 
@@ -254,6 +254,12 @@ class SqliteDestination:
         raw_schema = {c: _RAW[storage_type("sqlite", t)] for c, t in schema.items()}
         raw = pl.DataFrame(rows, schema=raw_schema, orient="row")
         return from_destination(raw, schema).lazy(), pinned
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    # SQLite rolls back by itself on some errors (a full disk); then there is nothing to undo
+    if db.in_transaction:
+        db.execute("ROLLBACK")
 
 
 def _has_meta(db: sqlite3.Connection) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from featurepipe.destinations import LOAD_ID, LOADED_AT
 from featurepipe.errors import SchemaError
 from featurepipe.schema.mapping import LOGICAL, logical_type, render_markdown, to_destination
-from tests.destinations.conftest import KINDS, make_destination
+from tests.destinations.conftest import KINDS, drop_pg_schema, make_destination, new_pg_schema
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -71,9 +72,16 @@ def test_every_logical_type_is_covered_by_the_round_trip_frame() -> None:
     assert {logical_type(t) for t in EVERY_TYPE.dtypes} == set(LOGICAL)
 
 
+@pytest.fixture
+def schema() -> Iterator[str]:
+    name = new_pg_schema()
+    yield name
+    drop_pg_schema(name)
+
+
 @pytest.mark.parametrize("kind", KINDS)
-def test_every_type_round_trips(kind: str, tmp_path: Path) -> None:
-    destination = make_destination(kind, tmp_path)
+def test_every_type_round_trips(kind: str, tmp_path: Path, schema: str) -> None:
+    destination = make_destination(kind, tmp_path, schema)
     destination.write("every", EVERY_TYPE, load_id="L", mode="replace")
     back = destination.read("every")[0].collect().drop(LOAD_ID, LOADED_AT)
     if kind == "delta":
@@ -89,6 +97,7 @@ def test_every_type_round_trips(kind: str, tmp_path: Path) -> None:
     ("kind", "frame", "message"),
     [
         ("sqlite", pl.DataFrame({"x": [1.0, float("nan")]}), "'x': 1 values .*NaN.*row 2"),
+        ("postgres", pl.DataFrame({"s": ["ok", "a\x00b"]}), "'s': 1 values .*NUL.*row 2"),
         (
             "delta",
             pl.DataFrame({"ts": [dt.datetime(2013, 1, 1)]}).with_columns(
@@ -99,9 +108,9 @@ def test_every_type_round_trips(kind: str, tmp_path: Path) -> None:
     ],
 )
 def test_lossy_values_are_refused_and_nothing_is_written(
-    kind: str, frame: pl.DataFrame, message: str, tmp_path: Path
+    kind: str, frame: pl.DataFrame, message: str, tmp_path: Path, schema: str
 ) -> None:
-    destination = make_destination(kind, tmp_path)
+    destination = make_destination(kind, tmp_path, schema)
     with pytest.raises(SchemaError, match=message):
         destination.write("t", frame, load_id="L")
     assert destination.tables() == [] and destination.loads().height == 0

@@ -1,0 +1,398 @@
+"""PostgreSQL destination: bulk loads through COPY, each in one transaction.
+
+Rows are streamed with ``COPY … FROM STDIN (FORMAT csv)``. An append or replace copies
+straight into the table inside the load's transaction; a merge copies into a temporary
+staging table, then deletes flagged keys and upserts (``INSERT … ON CONFLICT``) from it.
+The rows, the table's stored polars schema (``_fp_tables``) and the load's record in
+``_fp_loads`` commit together or not at all; a table's version is the sequence number of
+its latest load.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import polars as pl
+import psycopg
+from psycopg import sql
+
+from ..errors import DestinationError
+from ..schema.mapping import from_destination, storage_type, to_destination
+from .base import (
+    LOAD_ID,
+    LOADS_SCHEMA,
+    LOADS_TABLE,
+    Disposition,
+    LoadResult,
+    SchemaMode,
+    check_load,
+    pinned_load_ids,
+    schema_changes,
+    schema_from_bytes,
+    schema_to_bytes,
+    with_lineage,
+)
+
+__all__ = ["PostgresDestination"]
+
+TABLES_TABLE = "_fp_tables"
+COPY_ROWS = 200_000  # rows per CSV chunk streamed into COPY
+
+_META = """
+CREATE TABLE IF NOT EXISTS {loads} (
+    seq bigserial PRIMARY KEY,
+    load_id text NOT NULL,
+    source text NOT NULL,
+    table_name text NOT NULL,
+    rows bigint NOT NULL,
+    schema_version text NOT NULL,
+    disposition text NOT NULL,
+    state text NOT NULL,
+    loaded_at timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (table_name, load_id)
+);
+CREATE TABLE IF NOT EXISTS {tables} (table_name text PRIMARY KEY, schema bytea NOT NULL);
+"""
+
+
+class PostgresDestination:
+    """Tables in one PostgreSQL schema.
+
+    Args:
+        url: ``postgresql://user@host:port/db``; the password comes from ``PGPASSWORD``
+            or ``~/.pgpass``.
+        schema: the schema holding the tables (created on first write).
+        connect_timeout: seconds to wait for the server.
+    """
+
+    kind = "postgres"
+
+    def __init__(self, url: str, schema: str = "public", connect_timeout: int = 10) -> None:
+        self.url = url
+        self.schema = schema
+        self.connect_timeout = connect_timeout
+
+    def _where(self) -> str:
+        parts = urlsplit(self.url)
+        host = parts.hostname or "localhost"
+        port = f":{parts.port}" if parts.port else ""
+        user = f"{parts.username}@" if parts.username else ""
+        return urlunsplit((parts.scheme, f"{user}{host}{port}", parts.path, "", ""))
+
+    def location(self, table: str) -> str:
+        """``postgresql://user@host:port/db#schema.table`` (never a password)."""
+        return f"{self._where()}#{self.schema}.{table}"
+
+    def _id(self, name: str) -> sql.Identifier:
+        return sql.Identifier(self.schema, name)
+
+    @contextmanager
+    def _connect(self) -> Iterator[psycopg.Connection[Any]]:
+        try:
+            connection = psycopg.connect(
+                self.url,
+                connect_timeout=self.connect_timeout,
+                options="-c timezone=UTC",
+                autocommit=True,  # transactions are explicit: db.transaction()
+            )
+        except psycopg.Error as exc:
+            raise DestinationError(
+                f"cannot connect to PostgreSQL at {self._where()}: {exc}".rstrip()
+                + "; is the server running, and is destination.url right?"
+            ) from exc
+        try:
+            with connection:
+                yield connection
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise DestinationError(
+                f"PostgreSQL at {self._where()}, schema {self.schema!r}: permission denied: "
+                f"{exc}; grant the user CREATE and INSERT on that schema, or choose another"
+            ) from exc
+        except psycopg.Error as exc:
+            raise DestinationError(f"PostgreSQL at {self._where()}: {exc}") from exc
+        finally:
+            connection.close()
+
+    def _meta_exists(self, db: psycopg.Connection[Any]) -> bool:
+        row = db.execute(
+            "SELECT count(*) FROM information_schema.tables "
+            "WHERE table_schema = %s AND table_name IN (%s, %s)",
+            (self.schema, LOADS_TABLE, TABLES_TABLE),
+        ).fetchone()
+        return bool(row and row[0] == 2)
+
+    def tables(self) -> list[str]:
+        """Names of the loaded tables."""
+        with self._connect() as db:
+            if not self._meta_exists(db):
+                return []
+            query = sql.SQL("SELECT table_name FROM {} ORDER BY 1").format(self._id(TABLES_TABLE))
+            return [r[0] for r in db.execute(query)]
+
+    def version(self, table: str) -> int | None:
+        """The sequence number of the table's latest load, ``None`` if never loaded."""
+        with self._connect() as db:
+            return self._version(db, table)
+
+    def _version(self, db: psycopg.Connection[Any], table: str) -> int | None:
+        if not self._meta_exists(db):
+            return None
+        query = sql.SQL("SELECT max(seq) FROM {} WHERE table_name = %s").format(
+            self._id(LOADS_TABLE)
+        )
+        row = db.execute(query, (table,)).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def versions(self, tables: Iterable[str]) -> dict[str, int]:
+        """The latest version of each table.
+
+        Raises:
+            DestinationError: a table does not exist.
+        """
+        result = {}
+        with self._connect() as db:
+            for table in tables:
+                version = self._version(db, table)
+                if version is None:
+                    raise self._not_found(table)
+                result[table] = version
+        return result
+
+    def loads(self) -> pl.DataFrame:
+        """The loads table: one row per committed load."""
+        with self._connect() as db:
+            if not self._meta_exists(db):
+                return LOADS_SCHEMA.to_frame()
+            query = sql.SQL(
+                "SELECT load_id, source, table_name, rows, schema_version, disposition, seq, "
+                "state, loaded_at FROM {} ORDER BY seq"
+            ).format(self._id(LOADS_TABLE))
+            rows = db.execute(query).fetchall()
+        return pl.DataFrame(rows, schema=LOADS_SCHEMA, orient="row")
+
+    def write(
+        self,
+        table: str,
+        frame: pl.DataFrame,
+        *,
+        load_id: str,
+        mode: Disposition = "replace",
+        primary_key: Sequence[str] = (),
+        delete_column: str | None = None,
+        source: str = "",
+        schema_version: str = "",
+        schema_mode: SchemaMode = "evolve",
+    ) -> LoadResult:
+        """Load a frame in one PostgreSQL transaction (see ``Destination.write``).
+
+        Raises:
+            DestinationError: bad options, the server is unreachable, permission denied,
+                or the write failed; the destination is unchanged.
+            SchemaError: a value or schema change PostgreSQL cannot take; nothing was written.
+        """
+        check_load(table, frame, mode, primary_key, delete_column)
+        if table.startswith("_fp_"):
+            raise DestinationError(f"table {table!r}: names starting with _fp_ are reserved")
+        lineage = with_lineage(frame, load_id)
+        stored = lineage.drop(delete_column) if delete_column else lineage
+        encoded = to_destination("postgres", table, lineage)
+        with self._connect() as db:
+            self._create_meta(db)
+            with db.transaction():
+                # one load per table at a time; the lock ends with the transaction
+                db.execute(
+                    "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{self.schema}.{table}",)
+                )
+                done = db.execute(
+                    sql.SQL("SELECT seq FROM {} WHERE table_name = %s AND load_id = %s").format(
+                        self._id(LOADS_TABLE)
+                    ),
+                    (table, load_id),
+                ).fetchone()
+                if done:
+                    return LoadResult(table, 0, int(done[0]), load_id, mode, skipped=True)
+                schema = self._prepare_table(db, table, stored.schema, mode, schema_mode)
+                if mode == "merge":
+                    self._merge(db, table, encoded, primary_key, delete_column)
+                else:
+                    self._copy(db, self._id(table), encoded)
+                db.execute(
+                    sql.SQL(
+                        "INSERT INTO {} VALUES (%s, %s) ON CONFLICT (table_name) "
+                        "DO UPDATE SET schema = excluded.schema"
+                    ).format(self._id(TABLES_TABLE)),
+                    (table, schema_to_bytes(schema)),
+                )
+                row = db.execute(
+                    sql.SQL(
+                        "INSERT INTO {} (load_id, source, table_name, rows, schema_version, "
+                        "disposition, state) VALUES (%s, %s, %s, %s, %s, %s, 'committed') "
+                        "RETURNING seq"
+                    ).format(self._id(LOADS_TABLE)),
+                    (load_id, source, table, frame.height, schema_version, mode),
+                ).fetchone()
+        version = int(row[0]) if row else 0
+        return LoadResult(table, frame.height, version, load_id, mode)
+
+    def _create_meta(self, db: psycopg.Connection[Any]) -> None:
+        if self._meta_exists(db):
+            return
+        with db.transaction():
+            db.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{self.schema}._fp",))
+            db.execute(
+                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
+            )
+            db.execute(
+                sql.SQL(_META).format(loads=self._id(LOADS_TABLE), tables=self._id(TABLES_TABLE))
+            )
+
+    def _stored_schema(self, db: psycopg.Connection[Any], table: str) -> pl.Schema | None:
+        row = db.execute(
+            sql.SQL("SELECT schema FROM {} WHERE table_name = %s").format(self._id(TABLES_TABLE)),
+            (table,),
+        ).fetchone()
+        return None if row is None else schema_from_bytes(bytes(row[0]))
+
+    def _prepare_table(
+        self,
+        db: psycopg.Connection[Any],
+        table: str,
+        incoming: pl.Schema,
+        mode: str,
+        schema_mode: str,
+    ) -> pl.Schema:
+        """Create, replace or extend the table for the incoming rows; the schema it ends with."""
+        current = self._stored_schema(db, table)
+        if current is None or (mode == "replace" and schema_mode == "evolve"):
+            if current is not None:
+                db.execute(sql.SQL("DROP TABLE {}").format(self._id(table)))
+            columns = sql.SQL(", ").join(
+                sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(storage_type("postgres", t)))
+                for c, t in incoming.items()
+            )
+            db.execute(sql.SQL("CREATE TABLE {} ({})").format(self._id(table), columns))
+            return incoming
+        added = schema_changes(table, current, incoming, schema_mode)
+        for column in added:
+            db.execute(
+                sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
+                    self._id(table),
+                    sql.Identifier(column),
+                    sql.SQL(storage_type("postgres", incoming[column])),
+                )
+            )
+        if mode == "replace":
+            db.execute(sql.SQL("DELETE FROM {}").format(self._id(table)))
+        return pl.Schema({**current, **{c: incoming[c] for c in added}})
+
+    def _copy(
+        self, db: psycopg.Connection[Any], target: sql.Composable, rows: pl.DataFrame
+    ) -> None:
+        columns = sql.SQL(", ").join(sql.Identifier(c) for c in rows.columns)
+        statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(target, columns)
+        with db.cursor() as cursor, cursor.copy(statement) as copy:
+            for chunk in rows.iter_slices(COPY_ROWS):
+                buffer = io.BytesIO()
+                chunk.write_csv(buffer, include_header=False)
+                copy.write(buffer.getbuffer())
+
+    def _merge(
+        self,
+        db: psycopg.Connection[Any],
+        table: str,
+        rows: pl.DataFrame,
+        primary_key: Sequence[str],
+        delete_column: str | None,
+    ) -> None:
+        staging = sql.Identifier(f"_fp_staging_{table}")
+        db.execute(
+            sql.SQL("CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP").format(
+                staging, self._id(table)
+            )
+        )
+        flag = sql.Identifier(delete_column) if delete_column else None
+        if flag is not None:
+            db.execute(sql.SQL("ALTER TABLE {} ADD COLUMN {} boolean").format(staging, flag))
+        self._copy(db, staging, rows)
+        keys = sql.SQL(", ").join(sql.Identifier(k) for k in primary_key)
+        index = sql.Identifier(f"_fp_pk_{table}")
+        db.execute(
+            sql.SQL("CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} ({})").format(
+                index, self._id(table), keys
+            )
+        )
+        kept: sql.Composable = sql.SQL("TRUE")
+        if flag is not None:
+            match = sql.SQL(" AND ").join(
+                sql.SQL("t.{k} = s.{k}").format(k=sql.Identifier(k)) for k in primary_key
+            )
+            db.execute(
+                sql.SQL("DELETE FROM {} AS t USING {} AS s WHERE {} AND s.{} IS TRUE").format(
+                    self._id(table), staging, match, flag
+                )
+            )
+            kept = sql.SQL("s.{} IS NOT TRUE").format(flag)
+        names = [c for c in rows.columns if c != delete_column]
+        columns = sql.SQL(", ").join(sql.Identifier(c) for c in names)
+        updates = sql.SQL(", ").join(
+            sql.SQL("{c} = excluded.{c}").format(c=sql.Identifier(c))
+            for c in names
+            if c not in primary_key
+        )
+        db.execute(
+            sql.SQL(
+                "INSERT INTO {} ({}) SELECT {} FROM {} AS s WHERE {} "
+                "ON CONFLICT ({}) DO UPDATE SET {}"
+            ).format(self._id(table), columns, columns, staging, kept, keys, updates)
+        )
+
+    def read(self, table: str, version: int | None = None) -> tuple[pl.LazyFrame, int]:
+        """A table as of a load sequence number (the latest by default), and that number.
+
+        Raises:
+            DestinationError: the table does not exist, or the version cannot be read.
+        """
+        with self._connect() as db, db.transaction():
+            # one snapshot for the loads and the rows
+            db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            schema = self._stored_schema(db, table) if self._meta_exists(db) else None
+            if schema is None:
+                raise self._not_found(table)
+            loads = db.execute(
+                sql.SQL(
+                    "SELECT seq, load_id, disposition FROM {} WHERE table_name = %s ORDER BY seq"
+                ).format(self._id(LOADS_TABLE)),
+                (table,),
+            ).fetchall()
+            pinned, ids = pinned_load_ids(table, version, loads)
+            columns = sql.SQL(", ").join(sql.Identifier(c) for c in schema)
+            query = sql.SQL("SELECT {} FROM {}").format(columns, self._id(table))
+            if ids is not None:
+                literal = sql.SQL(", ").join(sql.Literal(i) for i in ids)
+                query = sql.SQL("{} WHERE {} IN ({})").format(
+                    query, sql.Identifier(LOAD_ID), literal
+                )
+            buffer = bytearray()
+            with (
+                db.cursor() as cursor,
+                cursor.copy(sql.SQL("COPY ({}) TO STDOUT (FORMAT csv)").format(query)) as copy,
+            ):
+                for data in copy:
+                    buffer += data
+        raw = pl.read_csv(
+            bytes(buffer),
+            has_header=False,
+            new_columns=list(schema),
+            schema={c: pl.String for c in schema},
+        )
+        return from_destination(raw, schema).lazy(), pinned
+
+    def _not_found(self, table: str) -> DestinationError:
+        return DestinationError(
+            f"table {table!r} not found in {self.location(table)}; run the ingest step "
+            "(featurepipe run, or notebooks/01_ingest) first."
+        )
