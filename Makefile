@@ -37,8 +37,9 @@ bench: install
 	$(BIN)/python bench/flow.py
 	$(BIN)/python bench/load.py
 	$(BIN)/python -P bench/sql.py
-	$(BIN)/python bench/push.py
+	$(BIN)/python -P bench/push.py
 	$(BIN)/python -P bench/typing.py
+	$(BIN)/python bench/model.py
 
 ui: install
 	$(BIN)/featurepipe ui
