@@ -118,18 +118,23 @@ def build_pipeline(
     *,
     estimator: str = DEFAULT_ESTIMATOR,
     params: Mapping[str, Any] | None = None,
+    random_state: int = 0,
 ) -> Pipeline:
     """A pipeline shaped by the feature types and what the estimator accepts.
 
     Estimators that handle missing values (histogram gradient boosting) get ordinal
     codes for text columns, unknown and missing as NaN, and are told which inputs are
     categorical; others get one-hot text, median-imputed and scaled numbers. Booleans
-    arrive as 0/1 numbers.
+    arrive as 0/1 numbers. An estimator with a ``random_state`` gets ``random_state``
+    unless ``params`` sets it, so a rerun fits the same model.
 
     Raises:
         ModelError: the estimator cannot be imported or refuses its parameters.
     """
     model = _estimator(estimator, params or {})
+    given = params or {}
+    if "random_state" in model.get_params() and "random_state" not in given:
+        model.set_params(random_state=random_state)  # reruns give identical models
     numbers = numeric + (boolean or [])
     if get_tags(model).input_tags.allow_nan:
         encode = OrdinalEncoder(
@@ -139,7 +144,6 @@ def build_pipeline(
             [("categorical", encode, categorical), ("numeric", "passthrough", numbers)],
             verbose_feature_names_out=False,
         )
-        given = params or {}
         if "categorical_features" in model.get_params() and "categorical_features" not in given:
             model.set_params(categorical_features=list(range(len(categorical))))
     else:
@@ -328,7 +332,12 @@ def train_model(
     )
     params = dict(params or {})
     pipeline = build_pipeline(
-        features.categorical, features.numeric, features.boolean, estimator=estimator, params=params
+        features.categorical,
+        features.numeric,
+        features.boolean,
+        estimator=estimator,
+        params=params,
+        random_state=random_state,
     )
     columns = features.columns
     try:
