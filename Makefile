@@ -36,9 +36,10 @@ test: install services lint
 bench: install
 	$(BIN)/python bench/flow.py
 	$(BIN)/python -P bench/load.py
-	$(BIN)/python bench/sql.py
-	$(BIN)/python bench/push.py
+	$(BIN)/python -P bench/sql.py
+	$(BIN)/python -P bench/push.py
 	$(BIN)/python -P bench/typing.py
+	$(BIN)/python bench/model.py
 
 ui: install
 	$(BIN)/featurepipe ui

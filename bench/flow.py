@@ -1,8 +1,9 @@
 """Benchmark: the notebook flow against a plain Python script doing the same work.
 
-``make bench`` runs this file. Each round copies the project (``featurepipe.toml``,
-``notebooks/``, ``expectations/``; no warehouse, runs, MLflow store or models) into
-two fresh temporary folders, then in this one process:
+``make bench`` runs this file. Part 1 (``--reruns`` skips it) times each step. Each
+round copies the project (``featurepipe.toml``, ``notebooks/``, ``expectations/``; no
+warehouse, runs, MLflow store or models) into two fresh temporary folders, then in this
+one process:
 
 1. runs ``bench/plain_flow.py`` (the notebooks' code as plain functions) in one, and
 2. runs the real flow, ``featurepipe.run_flow``, in the other,
@@ -12,7 +13,12 @@ stderr goes to a log, shown only if a round fails). It prints the wall
 time of every step and of the whole flow (start-up included) for both, and their
 ratio. With ``--repeat N`` every figure is the median of N rounds; only the first
 round runs the plain script with cold imports, so medians of several rounds lean
-towards a warm plain script. Timings are reported, never asserted.
+towards a warm plain script.
+
+Part 2 times what a user types, each as a fresh process in one project copy: a cold
+``featurepipe run``, a rerun with nothing changed (the cache's goal: at most 3 s), and a
+rerun after one training parameter changed; beside each, the plain script run the same
+way (it has no cache, so it redoes everything). Timings are reported, never asserted.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -156,6 +163,52 @@ def render(rounds: Sequence[Round]) -> Table:
     return table
 
 
+RERUNS = (
+    ("cold `featurepipe run`", []),
+    ("rerun, nothing changed", []),
+    ("rerun, -p max_iter=50", ["-p", "max_iter=50"]),
+)
+
+
+def _timed(command: Sequence[str], cwd: Path, log: Path) -> float:
+    started = time.perf_counter()
+    with log.open("ab") as err:
+        subprocess.run(command, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=err)
+    return time.perf_counter() - started
+
+
+def time_reruns(source: Path, console: Console) -> Table:
+    """Part 2: the CLI cold, with nothing changed and after one parameter, vs the plain script."""
+    bin_dir = Path(sys.executable).parent
+    featurepipe = [str(bin_dir / "featurepipe"), "run"]
+    plain = [sys.executable, str(Path(__file__).with_name("plain_flow.py")), "."]
+    table = Table(title="what a user types, each a fresh process")
+    for column in ("command", "flow (s)", "plain script (s)", "ratio flow/plain"):
+        table.add_column(column, justify="left" if column == "command" else "right")
+    with tempfile.TemporaryDirectory(
+        prefix="featurepipe-bench-", ignore_cleanup_errors=True
+    ) as tmp:
+        root = Path(tmp)
+        (root / "tmp").mkdir()
+        flow_dir = copy_project(source, root / "flow")
+        plain_dir = copy_project(source, root / "plain")
+        log = root / "stderr.log"
+        try:
+            with isolated(root / "tmp"):
+                for label, extra in RERUNS:
+                    console.log(f"{label} ...")
+                    flow_s = _timed([*featurepipe, *extra], flow_dir, log)
+                    plain_s = _timed(plain, plain_dir, log)
+                    table.add_row(
+                        label, f"{flow_s:.2f}", f"{plain_s:.2f}", f"{flow_s / plain_s:.2f}×"
+                    )
+        except subprocess.CalledProcessError:
+            tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-40:]
+            print("\n".join(["stderr of the failed command (last lines):", *tail]), file=sys.stderr)
+            raise
+    return table
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Parse the options, run the rounds and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -165,11 +218,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--project", type=Path, default=PROJECT_DIR, help="project to copy (default: this one)"
     )
+    parser.add_argument("--reruns", action="store_true", help="only part 2: the CLI reruns")
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
 
     console = Console()
+    if args.reruns:
+        console.print(time_reruns(args.project.resolve(), console))
+        return
     rounds = []
     for n in range(1, args.repeat + 1):
         console.log(f"round {n}/{args.repeat}")
@@ -186,6 +243,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"[dim]{os.cpu_count()} cores, Python {platform.python_version()}, {sys.platform}; "
         "the plain script runs in this process, first in each round.[/dim]"
     )
+    console.print(time_reruns(args.project.resolve(), console))
 
 
 if __name__ == "__main__":

@@ -6,8 +6,11 @@ import json
 import logging
 import os
 import re
+import shlex
 import subprocess
 import sys
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args, get_origin
 
@@ -19,9 +22,19 @@ from rich.table import Table
 
 from . import __version__
 from .config import load_config, table_options
-from .errors import ConfigError, FeaturepipeError, StepFailed
+from .errors import (
+    ConfigError,
+    FeaturepipeError,
+    FlowError,
+    GateFailed,
+    KernelDied,
+    MetricBelowThreshold,
+    StepFailed,
+    StepTimedOut,
+)
 
 if TYPE_CHECKING:
+    from .config import Config
     from .flow import FlowResult, StepResult
 
 app = typer.Typer(
@@ -73,9 +86,64 @@ def _parse_parameters(values: list[str]) -> dict[str, Any]:
     return parameters
 
 
+def _parse_thresholds(values: list[str]) -> dict[str, float]:
+    thresholds: dict[str, float] = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        try:
+            thresholds[key] = float(raw)
+        except ValueError:
+            sep = ""
+        if not sep or not key:
+            raise typer.BadParameter(
+                f"{item!r}: expected METRIC=NUMBER, e.g. --fail-under test_roc_auc=0.65"
+            )
+    return thresholds
+
+
+# Exit codes of `featurepipe run`, most specific first (documented in README.md).
+EXIT_CODES: list[tuple[type[FeaturepipeError], int]] = [
+    (MetricBelowThreshold, 6),
+    (KernelDied, 5),
+    (StepTimedOut, 4),
+    (GateFailed, 3),
+    (StepFailed, 1),
+    (ConfigError, 2),
+    (FlowError, 2),
+    (FeaturepipeError, 1),
+]
+
+
+def exit_code(exc: FeaturepipeError) -> int:
+    """The exit code `featurepipe run` ends with for an error."""
+    return next(code for kind, code in EXIT_CODES if isinstance(exc, kind))
+
+
 def _fail(exc: FeaturepipeError, code: int) -> typer.Exit:
     errors.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
     return typer.Exit(code)
+
+
+class _LiveSteps:
+    """The live progress table of a flow run: one row per step, timing the running one."""
+
+    def __init__(self) -> None:
+        self.steps: dict[str, StepResult] = {}
+
+    def update(self, result: StepResult) -> None:
+        self.steps[result.name] = result
+
+    def __rich__(self) -> Table:
+        table = Table(box=None, show_header=False, pad_edge=False)
+        marks = {"running": "[cyan]▶[/]", "finished": "[green]✔[/]", "failed": "[red]✘[/]"}
+        for s in self.steps.values():
+            seconds = time.monotonic() - s.started if s.status == "running" else s.seconds
+            if s.status == "up to date":
+                text = f"[dim]up to date, reuses run {s.reused_run}[/]"
+                table.add_row("[green]=[/]", s.name, text)
+            else:
+                table.add_row(marks.get(s.status, " "), s.name, f"{s.status} {seconds:.1f}s")
+        return table
 
 
 @app.command()
@@ -88,30 +156,93 @@ def run(
     step: Annotated[
         list[str] | None, typer.Option("--step", "-s", help="run only this notebook (repeatable)")
     ] = None,
+    start: Annotated[
+        str | None,
+        typer.Option("--from", help="rerun this step (even if up to date) and what follows it"),
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option("--to", help="stop after this step (and its upstream)")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="run every step, even those up to date")
+    ] = False,
+    fail_under: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fail-under",
+            help="exit 6 unless the flow's METRIC >= NUMBER, e.g. test_roc_auc=0.65",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="show which steps would run and why; run nothing")
+    ] = False,
 ) -> None:
-    """Run the notebook flow (ingest, features, train, predict) and print a summary."""
+    """Run the notebook flow, skipping steps that are up to date, and print a summary.
+
+    Exit codes: 0 success, 1 a cell failed, 2 configuration or usage error, 3 a
+    validation gate failed, 4 a step timed out, 5 a kernel died, 6 a metric is below
+    --fail-under.
+    """
+    from rich.live import Live
+
     from .flow import run_flow
 
+    live_steps = _LiveSteps()
     try:
         config = load_config(project)
         parameters = _parse_parameters(param or [])
+        thresholds = _parse_thresholds(fail_under or [])
+        if dry_run:
+            _explain(config, parameters, step, start, end, force)
+            return
+        with Live(live_steps, console=console, refresh_per_second=4, transient=False) as live:
 
-        def show(result: StepResult) -> None:
-            if result.status == "running":
-                console.print(f"[cyan]▶[/] {result.name} …")
-            else:
-                mark = "[green]✔[/]" if result.status == "finished" else "[red]✘[/]"
-                console.print(f"{mark} {result.name} {result.status} in {result.seconds:.1f}s")
+            def show(result: StepResult) -> None:
+                live_steps.update(result)
+                live.refresh()
 
-        with console.status("running the flow"):
-            flow = run_flow(config, parameters=parameters, steps=step, on_step=show)
-    except ConfigError as exc:
-        raise _fail(exc, 2) from exc
-    except StepFailed as exc:
-        raise _fail(exc, 1) from exc
+            flow = run_flow(
+                config,
+                parameters=parameters,
+                steps=step,
+                start=start,
+                end=end,
+                force=force,
+                fail_under=thresholds,
+                command=shlex.join(["featurepipe", *sys.argv[1:]]),
+                on_step=show,
+            )
     except FeaturepipeError as exc:
-        raise _fail(exc, 1) from exc
+        if not console.is_terminal:
+            console.line()  # a live display that is not a terminal ends without a newline
+        raise _fail(exc, exit_code(exc)) from exc
+    if not console.is_terminal:
+        console.line()
     _print_summary(flow, project)
+
+
+def _explain(
+    config: Config,
+    parameters: dict[str, Any],
+    steps: list[str] | None,
+    start: str | None,
+    end: str | None,
+    force: bool,
+) -> None:
+    from .flow import explain_flow
+
+    decisions = explain_flow(
+        config, parameters=parameters, steps=steps, start=start, end=end, force=force
+    )
+    table = Table(title="dry run: nothing was run", title_justify="left")
+    for column in ("step", "would", "why"):
+        table.add_column(column, overflow="fold")
+    for d in decisions:
+        if d.entry is None:
+            table.add_row(d.step, "[cyan]run[/]", d.reason)
+        else:
+            table.add_row(d.step, "[green]reuse[/]", f"up to date, run {d.entry.run_id}")
+    console.print(table)
 
 
 def _print_summary(flow: FlowResult, project: Path) -> None:
@@ -120,7 +251,8 @@ def _print_summary(flow: FlowResult, project: Path) -> None:
         steps.add_column(column)
     steps.add_column("executed notebook", overflow="fold")
     for s in flow.steps:
-        steps.add_row(s.name, s.status, f"{s.seconds:.1f}", str(s.notebook))
+        status = s.status if not s.reused_run else f"up to date (run {s.reused_run})"
+        steps.add_row(s.name, status, f"{s.seconds:.1f}", str(s.notebook))
     console.print(steps)
 
     by_name = {s.name: s.summary for s in flow.steps}
@@ -149,6 +281,77 @@ def _print_summary(flow: FlowResult, project: Path) -> None:
 
 def _fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+runs_app = typer.Typer(
+    help="Recent flow runs from MLflow; `runs compare A B` shows what differs.",
+    no_args_is_help=False,
+)
+app.add_typer(runs_app, name="runs")
+
+
+def _duration(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:.1f}s"
+
+
+@runs_app.callback(invoke_without_command=True)
+def runs(
+    ctx: typer.Context,
+    project: ProjectOption = Path("."),
+    limit: Annotated[int, typer.Option("--limit", "-n", help="how many runs")] = 10,
+    metric: Annotated[
+        list[str] | None,
+        typer.Option("--metric", "-m", help="metric to show (repeatable); default test AUCs"),
+    ] = None,
+) -> None:
+    """List recent flow runs: status, duration, steps run or reused, key metrics."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from .flow.runs import KEY_METRICS, list_runs
+
+    try:
+        found = list_runs(load_config(project), limit)
+    except FeaturepipeError as exc:
+        raise _fail(exc, exit_code(exc)) from exc
+    if not found:
+        console.print("no flow runs yet: `featurepipe run` starts one.")
+        return
+    metrics = list(metric or KEY_METRICS)
+    table = Table(title="flow runs, newest first", title_justify="left")
+    table.add_column("run", no_wrap=True)
+    for column in ("status", "time", "steps run", *metrics):
+        table.add_column(column, justify="right" if column in metrics else "left")
+    for r in found:
+        statuses = {k[len("status.") :]: v for k, v in r.params.items() if k.startswith("status.")}
+        ran = sum(v != "up to date" for v in statuses.values())
+        steps = f"{ran}/{len(statuses)}"
+        values = [_fmt(r.metrics[m]) if m in r.metrics else "-" for m in metrics]
+        table.add_row(r.flow_run, r.status, _duration(r.seconds), steps, *values)
+    console.print(table)
+
+
+@runs_app.command("compare")
+def runs_compare(
+    a: Annotated[str, typer.Argument(help="a flow run id (or unique prefix)")],
+    b: Annotated[str, typer.Argument(help="another flow run id (or unique prefix)")],
+    project: ProjectOption = Path("."),
+) -> None:
+    """Show what differs between two flow runs: parameters, data versions, code, metrics."""
+    from .flow.runs import compare_runs
+
+    try:
+        comparison = compare_runs(load_config(project), a, b)
+    except FeaturepipeError as exc:
+        raise _fail(exc, exit_code(exc)) from exc
+    if not comparison.differences:
+        console.print(f"runs {comparison.a.flow_run} and {comparison.b.flow_run}: no differences")
+        return
+    table = Table(title=f"{comparison.a.flow_run} vs {comparison.b.flow_run}", title_justify="left")
+    for column in ("kind", "key", comparison.a.flow_run, comparison.b.flow_run):
+        table.add_column(column, overflow="fold")
+    for d in comparison.differences:
+        table.add_row(d.kind, d.key, "-" if d.a is None else d.a, "-" if d.b is None else d.b)
+    console.print(table)
 
 
 @app.command()
@@ -291,6 +494,99 @@ def _fmt_default(field: Any) -> str:
     return (
         "" if value is None else repr(value.model_dump() if hasattr(value, "model_dump") else value)
     )
+
+
+# ---- models: promote and predict (issue 7) --------------------------------------------
+
+
+@app.command()
+def promote(
+    project: ProjectOption = Path("."),
+    metric: Annotated[
+        str | None, typer.Option(help="compare on this test metric (default: model.metric)")
+    ] = None,
+) -> None:
+    """Move alias `champion` to the `candidate` version if every gate of its run passed and
+    it beats the champion on the metric; otherwise say why not (exit code 3)."""
+    from . import registry, tracking
+
+    try:
+        config = load_config(project)
+        tracking.configure(config.tracking_uri, config.tracking.experiment, config.path("mlruns"))
+        result = registry.promote(
+            config.model.name,
+            metric=metric or config.model.metric,
+            candidate=config.model.alias,
+            champion=config.model.champion_alias,
+        )
+    except ConfigError as exc:
+        raise _fail(exc, 2) from exc
+    except FeaturepipeError as exc:
+        raise _fail(exc, 1) from exc
+    mark = "[green]promoted[/]" if result.promoted else "[yellow]not promoted[/]"
+    console.print(f"{config.model.name}: {mark}: {result.reason}", highlight=False)
+    if not result.promoted:
+        raise typer.Exit(3)
+
+
+@app.command()
+def predict(
+    project: ProjectOption = Path("."),
+    alias: Annotated[str | None, typer.Option(help="model alias (default: predict.alias)")] = None,
+    version: Annotated[int | None, typer.Option(help="an exact registered version")] = None,
+    start: Annotated[
+        datetime | None, typer.Option(help="score events from (default: predict.start)")
+    ] = None,
+    end: Annotated[datetime | None, typer.Option(help="score events before this time")] = None,
+    table: Annotated[str | None, typer.Option(help="output table (default: predict.table)")] = None,
+) -> None:
+    """Score events with a registered model, computing features with the training code."""
+    import featurepipe as fp
+
+    try:
+        config = load_config(project)
+        fp.tracking.configure(
+            config.tracking_uri, config.tracking.experiment, config.path("mlruns")
+        )
+        model = fp.registry.load_registered_model(
+            config.model.name, alias=alias or config.predict.alias, version=version
+        )
+        warehouse = fp.open_warehouse(config)
+        inputs = {name: warehouse.read(name)[0] for name in fp.input_tables(config.features)}
+        features = fp.build_features(
+            inputs,
+            config.features,
+            with_target=False,
+            start=_aware(start) or config.predict.start,
+            end=_aware(end) or config.predict.end,
+        )
+        scores = fp.predict_frame(
+            model.pipeline,
+            features,
+            threshold=config.predict.threshold,
+            model=model.name,
+            model_version=model.version,
+        )
+        load_id = fp.new_run_id()
+        load = warehouse.write(
+            table or config.predict.table, scores, load_id=load_id, mode="replace"
+        )
+    except ConfigError as exc:
+        raise _fail(exc, 2) from exc
+    except FeaturepipeError as exc:
+        raise _fail(exc, 1) from exc
+    console.print(
+        f"scored {scores.height} events with {model.name} v{model.version} into "
+        f"{load.table!r} (version {load.version}, load id {load_id})",
+        highlight=False,
+    )
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """Command-line times without an offset are taken as UTC."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
 
 
 def main() -> None:

@@ -34,6 +34,7 @@ __all__ = [
     "PUSH_RECEIVED_AT_FORMAT",
     "PushSourceConfig",
     "FlowConfig",
+    "FunctionFeature",
     "HttpAuth",
     "HttpSourceConfig",
     "Lookup",
@@ -43,8 +44,10 @@ __all__ = [
     "SOURCE_KINDS",
     "SourceConfig",
     "SqlSourceConfig",
+    "StepConfig",
     "TargetConfig",
     "TrackingConfig",
+    "Window",
     "load_config",
     "table_options",
 ]
@@ -315,6 +318,10 @@ class PushSourceConfig(_TableConfig):
     bucket: str = Field(
         default="push", description="folder (project-relative) or fsspec URL of the batches"
     )
+    storage_options: dict[str, str] = Field(
+        default_factory=dict,
+        description="fsspec options such as endpoint_url; keys come from the environment",
+    )
     queue: str = Field(
         default="sqlite:///push-queue.db",
         description="sqlite:///path (embedded) or redis://host:6379/0 (several receivers)",
@@ -441,12 +448,56 @@ class AsOfJoin(_Model):
     prefix: str = ""
 
 
+class Window(_Model):
+    """A per-entity rolling aggregate over the rows known strictly before each event.
+
+    For an event at time ``at`` it aggregates ``value`` over the rows of ``table`` with
+    the same ``by`` key whose ``known_at`` lies in ``[at - period, at)``.
+    """
+
+    name: str = Field(description="output column, e.g. 'origin_dep_delay_2h'")
+    table: str = Field(description="the table of observations (may be the base table)")
+    by: list[str] = Field(min_length=1, description="entity key, present in base and table")
+    value: str = Field(description="column (or derived column) of `table` to aggregate")
+    agg: Literal["mean", "sum", "count"] = "mean"
+    period: str = Field(description="window length, e.g. '2h' or '30m'")
+    known_at: str = Field(description="column of `table`: when a row's value became known")
+    at: str | None = Field(default=None, description="column of the base: default event_time")
+
+    @model_validator(mode="after")
+    def _period(self) -> Window:
+        if _duration(self.period) is None:
+            raise ValueError(f"period {self.period!r}: use a duration like '90m', '2h' or '1d'")
+        return self
+
+
+def _duration(text: str) -> int | None:
+    """A duration such as '90m', '2h', '1d' in seconds, or None."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    number, unit = text[:-1], text[-1:]
+    if unit not in units or not number.isdigit() or int(number) == 0:
+        return None
+    return int(number) * units[unit]
+
+
+class FunctionFeature(_Model):
+    """Escape hatch: ``module:function`` that takes and returns the events LazyFrame."""
+
+    function: str = Field(pattern=r"^[\w.]+:\w+$", description="e.g. 'my_features:add_rush'")
+    columns: list[str] = Field(min_length=1, description="feature columns the function adds")
+
+
 class TargetConfig(_Model):
-    """A binary target: ``column > greater_than``. Rows where ``column`` is null are excluded."""
+    """The target column.
+
+    With ``greater_than`` it is binary (``column > greater_than``, a classification);
+    without, it is ``column`` itself (a regression). Rows where ``column`` is null are
+    excluded.
+    """
 
     name: str
     column: str
-    greater_than: float
+    greater_than: float | None = None
 
 
 class FeaturesConfig(_Model):
@@ -459,26 +510,58 @@ class FeaturesConfig(_Model):
     timezone: str = "UTC"
     calendar: list[Literal["hour", "weekday", "month", "day", "year"]] = Field(default_factory=list)
     columns: list[str] = Field(default_factory=list, description="base columns used as features")
+    derived: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="per table, columns computed from polars SQL expressions before joining",
+    )
     lookups: list[Lookup] = Field(default_factory=list)
     as_of: list[AsOfJoin] = Field(default_factory=list)
+    windows: list[Window] = Field(default_factory=list)
+    functions: list[FunctionFeature] = Field(default_factory=list)
     target: TargetConfig
 
 
 class ModelConfig(_Model):
-    """The scikit-learn model, its time split and its registry entry."""
+    """The scikit-learn model: estimator, split, metrics, grid, gates and registry entry."""
 
     name: str = "model"
-    alias: str = "candidate"
-    test_start: datetime = Field(description="events at or after this time form the test set")
-    max_iter: int = Field(default=100, gt=0)
-    learning_rate: float = Field(default=0.1, gt=0)
-    max_leaf_nodes: int = Field(default=31, gt=1)
+    alias: str = Field(default="candidate", description="alias a newly trained version gets")
+    champion_alias: str = Field(default="champion", description="alias `promote` moves")
+    estimator: str = Field(
+        default="sklearn.ensemble.HistGradientBoostingClassifier",
+        pattern=r"^[\w.]+\.\w+$",
+        description="import path of a scikit-learn estimator class",
+    )
+    params: dict[str, Any] = Field(default_factory=dict, description="estimator parameters")
+    grid: dict[str, list[Any]] = Field(
+        default_factory=dict, description="parameter -> values; every combination is tried"
+    )
+    split: Literal["time", "group", "random"] = "time"
+    test_start: datetime | None = Field(
+        default=None, description="time split: events at or after this time form the test set"
+    )
+    group: str | None = Field(default=None, description="group split: the grouping column")
+    test_size: float = Field(default=0.25, gt=0, lt=1, description="group/random split share")
+    validation_size: float = Field(default=0.2, gt=0, lt=1, description="grid: share of train")
+    metric: str = Field(default="roc_auc", description="chooses among the grid and promotes")
+    threshold: float = Field(default=0.5, ge=0, le=1, description="classification cut-off")
+    gates: dict[str, float] = Field(
+        default_factory=dict, description="metric -> bound a model must reach to be promoted"
+    )
+    auto_promote: bool = Field(
+        default=True, description="03_train runs `promote` right after registering"
+    )
     random_state: int = 0
 
     @model_validator(mode="after")
-    def _aware(self) -> ModelConfig:
-        if self.test_start.tzinfo is None:
-            raise ValueError("test_start needs a UTC offset, e.g. 2013-10-01T00:00:00-04:00")
+    def _split(self) -> ModelConfig:
+        if self.split == "time":
+            if self.test_start is None:
+                raise ValueError("the time split needs test_start, e.g. 2013-10-01T00:00:00-04:00")
+            if self.test_start.tzinfo is None:
+                raise ValueError("test_start needs a UTC offset, e.g. 2013-10-01T00:00:00-04:00")
+        if self.split == "group" and not self.group:
+            raise ValueError("the group split needs `group`, the column whose values stay together")
         return self
 
 
@@ -489,16 +572,68 @@ class PredictConfig(_Model):
     end: datetime | None = None
     table: str = "predictions"
     threshold: float = Field(default=0.5, ge=0, le=1)
+    alias: str = Field(default="champion", description="registered model alias to score with")
+
+
+class StepConfig(_Model):
+    """One notebook of the flow: what it depends on, reads and may take."""
+
+    upstream: list[str] | None = Field(
+        default=None,
+        description="steps that must run first; default: the notebook before it in `notebooks`",
+    )
+    parameters: dict[str, Any] = Field(
+        default_factory=dict, description="parameters for this notebook only"
+    )
+    timeout: float | None = Field(
+        default=None, gt=0, description="seconds before the step is stopped; default flow.timeout"
+    )
+    config: list[str] | None = Field(
+        default=None,
+        description="top-level featurepipe.toml sections the step reads (its cache key); "
+        "default: all of them",
+    )
+    files: list[str] = Field(
+        default_factory=list,
+        description="project files (globs) the step reads, e.g. 'expectations/*.json'",
+    )
+    sources: list[str] | None = Field(
+        default=None,
+        description="sources the step extracts; default: all for a step without upstream, "
+        "none otherwise",
+    )
 
 
 class FlowConfig(_Model):
-    """The notebooks that make the flow, in order."""
+    """The notebooks that make the flow, in order, and how they depend on each other."""
 
     notebooks: list[str] = Field(
         default_factory=lambda: ["01_ingest", "02_features", "03_train", "04_predict"]
     )
     notebooks_dir: str = "notebooks"
     runs_dir: str = "runs"
+    timeout: float = Field(default=3600, gt=0, description="seconds allowed per step")
+    parameters: dict[str, Any] = Field(
+        default_factory=dict, description="parameters for every notebook that declares them"
+    )
+    steps: dict[str, StepConfig] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_steps(self) -> FlowConfig:
+        for name, step in self.steps.items():
+            if name not in self.notebooks:
+                raise ValueError(f"steps.{name}: not one of flow.notebooks {self.notebooks}")
+            for up in step.upstream or []:
+                if up not in self.notebooks:
+                    raise ValueError(
+                        f"steps.{name}.upstream: {up!r} is not one of flow.notebooks "
+                        f"{self.notebooks}"
+                    )
+        return self
+
+    def step(self, name: str) -> StepConfig:
+        """The settings of one step (defaults when it has no ``[flow.steps.NAME]``)."""
+        return self.steps.get(name, StepConfig())
 
 
 class Config(_Model):
@@ -515,6 +650,24 @@ class Config(_Model):
     model: ModelConfig
     predict: PredictConfig
     flow: FlowConfig = FlowConfig()
+
+    @model_validator(mode="after")
+    def _flow_names_exist(self) -> Config:
+        sections = set(type(self).model_fields) - {"project_dir", "flow"}
+        for name, step in self.flow.steps.items():
+            unknown = sorted(set(step.config or []) - sections)
+            if unknown:
+                raise ValueError(
+                    f"flow.steps.{name}.config: unknown section(s) {unknown}; "
+                    f"choose from {sorted(sections)}"
+                )
+            missing = sorted(set(step.sources or []) - set(self.sources))
+            if missing:
+                raise ValueError(
+                    f"flow.steps.{name}.sources: unknown source(s) {missing}; "
+                    f"featurepipe.toml defines {sorted(self.sources)}"
+                )
+        return self
 
     def destination_options(self) -> dict[str, Any]:
         """Keyword arguments of ``featurepipe.open_destination`` for this project.

@@ -14,7 +14,11 @@ file, table, row or column concerned and what to do about it::
     ├── ModelError                  a model cannot be trained, saved or loaded
     ├── TrackingError               MLflow cannot be reached or refused a call
     └── FlowError                   a notebook flow cannot start
-        └── StepFailed              a notebook of the flow raised; carries step and cell
+        ├── StepFailed              a notebook of the flow raised; carries step and cell
+        │   ├── GateFailed          ... with ValidationFailed: a validation gate shut
+        │   ├── StepTimedOut        ... it ran longer than its timeout and was stopped
+        │   └── KernelDied          ... its Jupyter kernel died (killed, out of memory)
+        └── MetricBelowThreshold    the flow finished but a metric missed `--fail-under`
 """
 
 from __future__ import annotations
@@ -30,11 +34,15 @@ __all__ = [
     "FeatureError",
     "FeaturepipeError",
     "FlowError",
+    "GateFailed",
+    "KernelDied",
+    "MetricBelowThreshold",
     "ModelError",
     "SchemaError",
     "SourceError",
     "StateError",
     "StepFailed",
+    "StepTimedOut",
     "TrackingError",
     "ValidationFailed",
 ]
@@ -158,6 +166,8 @@ class StepFailed(FlowError):
         error_value: the exception message raised inside the notebook.
     """
 
+    hint = "open the executed notebook, fix the cell, then `featurepipe run --from {step}`."
+
     def __init__(
         self,
         step: str,
@@ -177,5 +187,51 @@ class StepFailed(FlowError):
         cell = f" in cell {cell_index}" if cell_index is not None else ""
         super().__init__(
             f"step {step} failed{cell}: {error_name}: {error_value}\n"
-            f"The executed notebook with the error is at {notebook}"
+            f"The executed notebook with the error is at {notebook}\n"
+            f"Hint: {self.hint.format(step=step)}"
         )
+
+
+class GateFailed(StepFailed):
+    """A validation gate (``ValidationFailed``) stopped a step; nothing was loaded."""
+
+    hint = (
+        "fix the data named above, or the suite in expectations/ if the data is right, "
+        "then `featurepipe run --from {step}`."
+    )
+
+
+class StepTimedOut(StepFailed):
+    """A step ran longer than its timeout and its kernel was stopped."""
+
+    hint = (
+        "raise `timeout` in [flow] or [flow.steps.{step}] of featurepipe.toml, "
+        "or make the step faster (fewer rows: a parameter such as months)."
+    )
+
+
+class KernelDied(StepFailed):
+    """The Jupyter kernel of a step died (killed, out of memory, a crash in native code)."""
+
+    hint = (
+        "the kernel process ended abruptly; check memory (dmesg, `free -m`) and the kernel "
+        "log runs/<run_id>/{step}.kernel.log, then `featurepipe run --from {step}`."
+    )
+
+
+class MetricBelowThreshold(FlowError):
+    """The flow finished, but a metric is below its ``--fail-under`` threshold.
+
+    Attributes:
+        misses: metric name to (value or None when no step logged it, threshold).
+    """
+
+    def __init__(self, run_id: str, misses: dict[str, tuple[float | None, float]]) -> None:
+        self.run_id = run_id
+        self.misses = misses
+        lines = [f"flow {run_id}: {len(misses)} metric(s) below the threshold:"]
+        for name, (value, threshold) in misses.items():
+            found = "not logged by any step" if value is None else f"{value:.6g}"
+            lines.append(f"  - {name} = {found}, needs >= {threshold:g}")
+        lines.append("Hint: compare with a good run: `featurepipe runs compare A B`.")
+        super().__init__("\n".join(lines))

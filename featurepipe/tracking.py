@@ -23,10 +23,13 @@ from mlflow.tracking import MlflowClient
 from .errors import TrackingError
 
 __all__ = [
+    "RunInfo",
     "StepRun",
     "child_runs",
     "configure",
     "create_step_run",
+    "find_experiment",
+    "flow_runs",
     "end_run",
     "end_step",
     "load_registered_model_file",
@@ -36,7 +39,10 @@ __all__ = [
     "log_metrics",
     "log_model",
     "log_params",
+    "log_run",
     "log_table_versions",
+    "log_text",
+    "run_info",
     "start_flow_run",
     "start_step",
 ]
@@ -46,6 +52,7 @@ log = logging.getLogger(__name__)
 PARENT_TAG = "mlflow.parentRunId"
 STEP_TAG = "featurepipe.step"
 FLOW_TAG = "featurepipe.flow_run"
+KIND_TAG = "featurepipe.kind"  # "flow" on the parent run of a flow
 MODEL_ARTIFACT = "model"
 _PIP_REQUIREMENTS = ["scikit-learn", "skops", "pandas", "numpy"]
 
@@ -89,14 +96,113 @@ def start_flow_run(
     return str(run.info.run_id)
 
 
-def create_step_run(experiment_id: str, parent_run_id: str, step: str, flow_run: str) -> str:
+def create_step_run(
+    experiment_id: str,
+    parent_run_id: str,
+    step: str,
+    flow_run: str,
+    tags: Mapping[str, str] | None = None,
+) -> str:
     """Create a child run for one notebook; returns its id."""
     run = MlflowClient().create_run(
         experiment_id,
         run_name=step,
-        tags={PARENT_TAG: parent_run_id, STEP_TAG: step, FLOW_TAG: flow_run},
+        tags={PARENT_TAG: parent_run_id, STEP_TAG: step, FLOW_TAG: flow_run, **(tags or {})},
     )
     return str(run.info.run_id)
+
+
+def log_run(
+    run_id: str,
+    *,
+    params: Mapping[str, Any] | None = None,
+    metrics: Mapping[str, float] | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> None:
+    """Log parameters, metrics and tags of a run by id, in one batch."""
+    client = MlflowClient()
+    if params or metrics:
+        _log_batch(client, run_id, params=params, metrics=metrics)
+    for key, value in (tags or {}).items():
+        client.set_tag(run_id, key, value)
+
+
+def log_text(run_id: str, text: str, artifact_file: str) -> None:
+    """Attach a text document to a run by id."""
+    MlflowClient().log_text(run_id, text, artifact_file)
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """A run as featurepipe shows it: identity, status, times, parameters, metrics, tags."""
+
+    run_id: str
+    name: str
+    status: str
+    start_ms: int
+    end_ms: int | None
+    params: dict[str, str]
+    metrics: dict[str, float]
+    tags: dict[str, str]
+
+    @property
+    def flow_run(self) -> str:
+        """The flow run id (the folder under ``runs/``), or empty."""
+        return self.tags.get(FLOW_TAG, "")
+
+    @property
+    def seconds(self) -> float | None:
+        """Wall time, when the run has ended."""
+        return None if self.end_ms is None else (self.end_ms - self.start_ms) / 1000
+
+
+def _info(run: Any) -> RunInfo:
+    return RunInfo(
+        run_id=run.info.run_id,
+        name=run.info.run_name or "",
+        status=run.info.status,
+        start_ms=run.info.start_time,
+        end_ms=run.info.end_time,
+        params=dict(run.data.params),
+        metrics=dict(run.data.metrics),
+        tags=dict(run.data.tags),
+    )
+
+
+def run_info(run_id: str) -> RunInfo:
+    """One run by id.
+
+    Raises:
+        TrackingError: no such run.
+    """
+    try:
+        return _info(MlflowClient().get_run(run_id))
+    except MlflowException as exc:
+        raise TrackingError(f"MLflow run {run_id}: {exc.message}") from exc
+
+
+def find_experiment(tracking_uri: str, experiment: str) -> str | None:
+    """The id of an experiment, or None when it does not exist (nothing is created)."""
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        found = MlflowClient().get_experiment_by_name(experiment)
+    except MlflowException as exc:
+        raise TrackingError(f"MLflow at {tracking_uri}: {exc.message}") from exc
+    return None if found is None else str(found.experiment_id)
+
+
+def flow_runs(experiment_id: str, *, limit: int = 20, flow_run: str = "") -> list[RunInfo]:
+    """Parent runs of flows, newest first (or the one whose flow run id is ``flow_run``)."""
+    query = f"tags.`{KIND_TAG}` = 'flow'"
+    if flow_run:
+        query += f" and tags.`{FLOW_TAG}` = '{flow_run}'"
+    runs = MlflowClient().search_runs(
+        [experiment_id],
+        filter_string=query,
+        order_by=["attributes.start_time DESC"],
+        max_results=limit,
+    )
+    return [_info(r) for r in runs]
 
 
 def end_run(run_id: str, *, failed: bool = False) -> None:
@@ -105,7 +211,7 @@ def end_run(run_id: str, *, failed: bool = False) -> None:
     MlflowClient().set_terminated(run_id, status=status)
 
 
-def child_runs(parent_run_id: str) -> list[Any]:
+def child_runs(parent_run_id: str) -> list[RunInfo]:
     """The child runs of a parent run, oldest first."""
     client = MlflowClient()
     parent = client.get_run(parent_run_id)
@@ -114,7 +220,7 @@ def child_runs(parent_run_id: str) -> list[Any]:
         filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'",
         order_by=["attributes.start_time ASC"],
     )
-    return list(runs)
+    return [_info(r) for r in runs]
 
 
 def log_artifact(run_id: str, path: str | Path, artifact_path: str | None = None) -> None:

@@ -31,11 +31,11 @@ def test_missing_project_is_exit_code_2_with_the_path(tmp_path) -> None:
 
 def test_unknown_parameter_and_step_are_refused_before_anything_runs(project) -> None:
     result = run_cli("run", "-p", "max_itr=5", cwd=project)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "unknown parameter(s) ['max_itr']" in " ".join(result.stderr.split())
     assert "max_iter" in result.stderr
     result = run_cli("run", "--step", "05_deploy", cwd=project)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "unknown step(s) ['05_deploy']" in " ".join(result.stderr.split())
     assert not (project / "runs").exists()
     result = run_cli("run", "-p", "novalue", cwd=project)

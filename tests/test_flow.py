@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
@@ -72,7 +73,18 @@ def test_mlflow_holds_one_parent_with_four_finished_children(finished) -> None:
     inputs = client.get_run(train.info.run_id).inputs.dataset_inputs
     assert [d.dataset.name for d in inputs] == ["flight_features@v0"]
     notebooks = [a.path for a in client.list_artifacts(train.info.run_id, "notebooks")]
-    assert notebooks == ["notebooks/03_train.ipynb"]
+    assert notebooks == ["notebooks/03_train.html", "notebooks/03_train.ipynb"]
+    # the run record: code, command, configuration, libraries, seeds and data versions
+    assert len(parent.data.tags["mlflow.source.git.commit"]) in (4, 40)  # "none" outside git
+    assert parent.data.tags["featurepipe.command"].startswith("featurepipe run")
+    assert parent.data.params["seed.model.random_state"] == "0"
+    assert parent.data.params["env.PYTHONHASHSEED"] == "0"
+    assert parent.data.params["data.read.table:flight_features"] == "0"
+    assert parent.data.params["data.written.table:predictions"] == "0"
+    assert parent.data.params["data.read.source:flights"].startswith("sha256:")
+    parent_files = [a.path for a in client.list_artifacts(parent.info.run_id)]
+    assert "requirements.txt" in parent_files
+    assert parent.data.metrics["test_roc_auc"] == train.data.metrics["test_roc_auc"]
     version = client.get_model_version_by_alias("flights-delay", "candidate")
     assert int(version.version) == 1 and version.run_id == train.info.run_id
 
@@ -96,8 +108,50 @@ def test_warehouse_models_and_runs_folder_hold_the_outputs(finished) -> None:
     assert predictions["probability"].is_between(0, 1).all()
     assert (project / "models" / "flights-delay.skops").is_file()
     assert (project / "models" / "flights-delay.json").is_file()
-    [run_dir] = (project / "runs").iterdir()
+    [run_dir] = [p for p in (project / "runs").iterdir() if p.is_dir()]
+    assert (project / "runs" / "cache.json").is_file()
     assert sorted(p.name for p in run_dir.glob("*.ipynb")) == [f"{s}.ipynb" for s in STEPS]
+    assert sorted(p.name for p in run_dir.glob("*.html")) == [f"{s}.html" for s in STEPS]
+
+
+def test_flow_logs_plots_gates_and_promotes_the_first_candidate(finished) -> None:
+    project, _ = finished
+    _, children = _flow_runs(project)
+    train = children[2]
+    client = _client(project)
+    plots = {a.path for a in client.list_artifacts(train.info.run_id, "plots")}
+    assert {"plots/roc.png", "plots/calibration.png", "plots/permutation_importance.png"} <= plots
+    assert train.data.metrics["gate.beats_baseline"] == 1.0
+    assert train.data.metrics["test_dummy_roc_auc"] == 0.5
+    assert train.data.metrics["test_roc_auc"] >= 0.74  # the quality goal, with the windows
+    assert train.data.params["digest.flight_features"]
+    champion = client.get_model_version_by_alias("flights-delay", "champion")
+    assert champion.run_id == train.info.run_id  # 03_train promoted its model
+    predict = children[3]
+    assert predict.data.params["model_version"] == str(champion.version)
+
+
+def test_promote_and_predict_commands(finished) -> None:
+    project, _ = finished
+    client = _client(project)
+    result = run_cli("promote", "--project", str(project), cwd=project)
+    out = " ".join(result.stdout.split())
+    candidate = client.get_model_version_by_alias("flights-delay", "candidate")
+    champion = client.get_model_version_by_alias("flights-delay", "champion")
+    assert candidate.version == champion.version  # the flow promoted its first model
+    assert result.returncode == 3, result.stderr
+    assert "not promoted: v1 is already the champion" in out
+    result = run_cli(
+        "predict", "--version", "1", "--start", "2013-12-24", "--table", "xmas", cwd=project
+    )
+    assert result.returncode == 0, result.stderr
+    assert "with flights-delay v1 into 'xmas'" in " ".join(result.stdout.split())
+    xmas = DeltaDestination(project / "warehouse").read("xmas")[0].collect()
+    assert set(xmas["model_version"]) == {1}
+    assert xmas["_fp_load_id"].n_unique() == 1
+    assert xmas["time_hour"].min() >= datetime(2013, 12, 24, tzinfo=UTC)
+    result = run_cli("predict", "--version", "99", cwd=project)
+    assert result.returncode == 1 and "no version 99" in " ".join(result.stderr.split())
 
 
 def test_train_notebook_runs_alone_with_papermill(finished) -> None:
@@ -123,6 +177,35 @@ def test_train_notebook_runs_alone_with_papermill(finished) -> None:
     assert int(version.version) == 2
 
 
+def test_a_rerun_with_nothing_changed_reuses_every_step(finished) -> None:
+    project, _ = finished
+    result = run_cli("run", "--project", str(project), cwd=project)
+    assert result.returncode == 0, result.stderr
+    out = " ".join(result.stdout.split())
+    for step in STEPS:
+        assert f"{step} up to date, reuses run" in out, step
+    assert "test_roc_auc" in out  # the summaries of the reused runs are shown again
+
+
+def _flow_train_metrics(project: Path) -> list[dict[str, float]]:
+    trains = [r for r in _runs(project) if r.info.run_name == "03_train" and
+              r.data.tags.get("mlflow.parentRunId") and r.info.status == "FINISHED" and
+              "featurepipe.reused_flow_run" not in r.data.tags]  # fmt: skip
+    trains.sort(key=lambda r: r.info.start_time)
+    return [{k: v for k, v in r.data.metrics.items() if k.startswith("test_")} for r in trains]
+
+
+def test_rerunning_features_and_training_gives_identical_metrics(finished) -> None:
+    project, _ = finished
+    result = run_cli(
+        "run", "--project", str(project), "--from", "02_features", "--to", "03_train", cwd=project
+    )
+    assert result.returncode == 0, result.stderr
+    first, again = _flow_train_metrics(project)
+    assert first["test_roc_auc"] > 0.6
+    assert again == first
+
+
 def test_failed_suite_stops_the_flow_and_loads_nothing(project: Path, flights_data: Path) -> None:
     weather = pl.read_csv(flights_data / "weather.csv", infer_schema=False)
     corrupt = weather.with_columns(
@@ -139,7 +222,7 @@ def test_failed_suite_stops_the_flow_and_loads_nothing(project: Path, flights_da
 
     result = run_cli("run", "--project", str(project), cwd=project)
 
-    assert result.returncode == 1, result.stdout
+    assert result.returncode == 3, result.stdout  # a failed gate has its own exit code
     err = " ".join(result.stderr.split())
     assert "step 01_ingest failed" in err
     assert "ValidationFailed" in err

@@ -68,7 +68,8 @@ class FileSource(SourceBase[FileSourceConfig]):
     def _list_files(self) -> list[_File]:
         cfg = self.config
         try:
-            fs, root = url_to_fs(cfg.path, **cfg.storage_options)
+            # a fresh instance each pull: fsspec caches instances and their listings
+            fs, root = url_to_fs(cfg.path, skip_instance_cache=True, **cfg.storage_options)
             if _GLOB_CHARS & set(root):
                 paths = sorted(fs.glob(root))
             elif fs.isfile(root):
@@ -109,7 +110,7 @@ class FileSource(SourceBase[FileSourceConfig]):
 
     def _read_bytes(self, file: _File) -> bytes:
         try:
-            with fsspec.open(file.url, "rb", **self.config.storage_options) as handle:
+            with file.fs.open(file.path, "rb") as handle:
                 data: bytes = handle.read()
             compression = self._compression(file.url)
             if compression == "gzip":
@@ -216,6 +217,8 @@ class _File:
     mtime: str | None
     kind: str
     local: bool
+    fs: fsspec.AbstractFileSystem
+    path: str
 
     @classmethod
     def from_info(cls, fs: fsspec.AbstractFileSystem, info: Mapping[str, Any]) -> _File:
@@ -231,6 +234,8 @@ class _File:
             mtime=mtime.isoformat() if isinstance(mtime, datetime) else _str_or_none(mtime),
             kind=str(info.get("type", "file")),
             local=local,
+            fs=fs,
+            path=name,
         )
 
 

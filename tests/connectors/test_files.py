@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import gzip
 import os
+import secrets
 import zipfile
+from collections.abc import Iterator
 
+import fsspec
 import polars as pl
 import pytest
 
@@ -140,3 +143,49 @@ def test_bad_files_are_clear_errors(tmp_path) -> None:
         FileSource("t", _source(tmp_path / "bad.json", format="json")).extract().collect()
     with pytest.raises(SourceError, match=r"no file matches .*\*\.csv"):
         FileSource("t", _source(tmp_path / "none" / "*.csv")).extract().collect()
+
+
+@pytest.fixture
+def s3_bucket(monkeypatch) -> Iterator[tuple[str, dict[str, str]]]:
+    """A bucket on moto's S3-compatible server, run here on 127.0.0.1 (no AWS involved)."""
+    from moto.server import ThreadedMotoServer
+
+    from .push_support import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(key, value)  # credentials come from the environment only
+    options = {"endpoint_url": f"http://127.0.0.1:{port}"}
+    fs = fsspec.filesystem("s3", skip_instance_cache=True, **options)
+    bucket = f"drops-{secrets.token_hex(4)}"
+    fs.mkdir(bucket)
+    try:
+        yield bucket, options
+    finally:
+        server.stop()
+
+
+def test_s3_glob_incremental(s3_bucket) -> None:
+    bucket, options = s3_bucket
+    fs = fsspec.filesystem("s3", skip_instance_cache=True, **options)
+    fs.pipe(f"{bucket}/in/a.csv", b"id,name\n1,x\n2,y\n")
+    fs.pipe(f"{bucket}/in/b.csv.gz", gzip.compress(b"id,name\n3,z\n"))
+    fs.pipe(f"{bucket}/other/c.csv", b"id,name\n99,no\n")
+    config = _source(
+        f"s3://{bucket}/in/*.csv*",
+        incremental=True,
+        write_disposition="append",
+        storage_options=options,
+    )
+    first = FileSource("drops", config).extract()
+    assert sorted(first.collect()["id"].to_list()) == ["1", "2", "3"]
+    assert first.lineage.locations == (f"s3://{bucket}/in/a.csv", f"s3://{bucket}/in/b.csv.gz")
+    assert FileSource("drops", config).extract(first.state).collect().height == 0
+    fs.pipe(f"{bucket}/in/d.csv", b"id,name\n4,w\n")
+    assert FileSource("drops", config).extract(first.state).collect()["id"].to_list() == ["4"]

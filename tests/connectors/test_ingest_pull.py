@@ -1,0 +1,86 @@
+"""Pull sources through the real 01_ingest notebook: incremental runs, state after the load,
+and a failing source that exits non-zero with nothing committed."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+import featurepipe as fp
+
+from ..conftest import copy_project, run_cli
+from .conftest import Database
+
+pytestmark = pytest.mark.e2e
+
+SUITE = {
+    "name": "orders",
+    "expectations": [
+        {"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 1}},
+        {"type": "expect_column_values_to_be_unique", "kwargs": {"column": "id"}},
+    ],
+    "meta": {},
+}
+
+
+def _pull_project(root: Path, url: str, table: str) -> Path:
+    """The flights project with its sources replaced by one incremental SQL table."""
+    project = copy_project(root)
+    toml = project / "featurepipe.toml"
+    text = toml.read_text()
+    start, end = text.index("# ---- sources"), text.index("# ---- features")
+    source = f"""[sources.orders]
+kind = "sql"
+url = "{url}"
+table = "{table}"
+cursor = "updated_at"
+primary_key = ["id"]
+write_disposition = "merge"
+batch_rows = 500
+
+"""
+    toml.write_text(text[:start] + source + text[end:])
+    (project / "expectations" / "orders.json").write_text(json.dumps(SUITE))
+    return project
+
+
+def test_ingest_pulls_only_new_rows_and_commits_state_after_the_load(
+    postgres: Database, tmp_path: Path
+) -> None:
+    table = postgres.table("orders")
+    postgres.execute(
+        f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, updated_at TIMESTAMPTZ NOT NULL, "
+        "amount NUMERIC(10, 2))"
+    )
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    insert = f"INSERT INTO {table} VALUES (%s, %s, %s)"
+    postgres.execute(insert, [(i, t0 + timedelta(minutes=i % 7), i) for i in range(1, 2001)])
+    project = _pull_project(tmp_path / "p", postgres.url, table)
+    state_file = project / "warehouse" / "_state" / "orders.json"
+
+    first = run_cli("run", "--step", "01_ingest", "--project", str(project), cwd=project)
+    assert first.returncode == 0, first.stderr + first.stdout
+    assert fp.read_table("orders", project=project).height == 2_000
+    assert fp.StateStore(project / "warehouse").read("orders")["lineage"]["rows"] == 2_000
+
+    later = t0 + timedelta(hours=1)
+    postgres.execute(insert, [(i, later, i) for i in range(2001, 2051)])
+    postgres.execute(f"UPDATE {table} SET amount = -1, updated_at = %s WHERE id <= 10", [(later,)])
+    second = run_cli("run", "--step", "01_ingest", "--project", str(project), cwd=project)
+    assert second.returncode == 0, second.stderr + second.stdout
+    assert re.search(r"│ orders │\s+60 │", second.stdout)  # rows_in: 50 new + 10 changed
+    loaded = fp.read_table("orders", project=project)
+    assert loaded.height == 2_050 and loaded.filter(loaded["amount"] == -1).height == 10
+    committed = state_file.read_text()
+
+    postgres.execute(f"ALTER TABLE {table} RENAME TO {table}_gone")
+    postgres.tables.append(f"{table}_gone")
+    broken = run_cli("run", "--step", "01_ingest", "--project", str(project), cwd=project)
+    assert broken.returncode == 1
+    assert "source 'orders': cannot read" in broken.stderr
+    assert "does not exist" in broken.stderr and "sources.orders.table" in broken.stderr
+    assert state_file.read_text() == committed  # nothing committed by the failed run
