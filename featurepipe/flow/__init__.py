@@ -226,7 +226,7 @@ def run_flow(
         tags, record = run_record(config, command, environment)
         params: dict[str, Any] = {"steps": ",".join(s.name for s in plan), **record}
         for step in plan:
-            params.update({f"param.{step.name}.{k}": v for k, v in step.parameters.items()})
+            params.update({f"param.{step.name}.{k}": v for k, v in step.effective.items()})
         parent = tracking.start_flow_run(
             experiment_id,
             f"flow {run_id}",
