@@ -38,7 +38,7 @@ bench: install
 	$(BIN)/python bench/load.py
 	$(BIN)/python bench/sql.py
 	$(BIN)/python bench/push.py
-	$(BIN)/python -P bench/typing.py
+	$(BIN)/python bench/schema_typing.py
 
 ui: install
 	$(BIN)/featurepipe ui
