@@ -39,6 +39,7 @@ bench: install
 	$(BIN)/python bench/sql.py
 	$(BIN)/python bench/push.py
 	$(BIN)/python bench/schema_typing.py
+	$(BIN)/python bench/model.py
 
 ui: install
 	$(BIN)/featurepipe ui

@@ -142,6 +142,7 @@ def step_features(
         "features": len(features.columns),
         "feature_table_version": load.version,
         "weather_missing_share": float(features.frame["wx_temp"].is_null().mean()),
+        "window_missing_share": float(features.frame["origin_dep_delay_2h"].is_null().mean()),
     }
     fp.finish_step(step, "02_features", run_dir, summary, metrics=dict(summary))
     return summary

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -173,20 +174,33 @@ class SourceBase(ABC, Generic[OptionsT]):
 
 
 class CursorTracker:
-    """Keeps the largest cursor value and the primary keys seen at it.
+    """Keeps the largest cursor value and the rows already loaded at it.
 
-    Rows are read with ``cursor >= last``; a row at exactly ``last`` whose key was already
-    loaded is dropped. So rows sharing the last value, split across batches or runs, or
-    arriving late with that same value, are neither lost nor loaded twice.
+    Rows are read with ``cursor >= last``. A row at exactly ``last`` is dropped only if the
+    same row (same primary key and same content) was loaded before: rows sharing the last
+    value, split across batches or runs, or arriving late with that same value, are neither
+    lost nor loaded twice, and a row changed within the same cursor instant (a coarse
+    timestamp) is loaded again rather than missed. The state holds, for every row at the
+    largest value, its key and a digest of its content.
     """
 
     def __init__(self, cursor: str, key: Sequence[str], last: Mapping[str, Any] | None) -> None:
         self.cursor = cursor
         self.key = list(key)
         self.value: Any = last["value"] if last else None
-        self.keys: set[tuple[Any, ...]] = {tuple(k) for k in (last or {}).get("keys", [])}
+        self.rows: set[tuple[tuple[Any, ...], str]] = {
+            (tuple(k), digest) for k, digest in (last or {}).get("rows", [])
+        }
         self._last = self.value
-        self._seen_at_last = set(self.keys)
+        self._seen_at_last = set(self.rows)
+
+    def _row_ids(self, frame: pl.DataFrame) -> list[tuple[tuple[Any, ...], str]]:
+        keys = frame.select(self.key).iter_rows()
+        digests = (hashlib.sha256(repr(row).encode()).hexdigest()[:24] for row in frame.iter_rows())
+        return list(zip(keys, digests, strict=True))
+
+    def _at(self, frame: pl.DataFrame, value: Any) -> pl.Series:
+        return frame[self.cursor] == pl.Series([value], dtype=frame.schema[self.cursor])
 
     def admit(self, frame: pl.DataFrame, where: str) -> pl.DataFrame:
         """Drop the rows already loaded at the last cursor value; remember the new maximum."""
@@ -201,36 +215,32 @@ class CursorTracker:
         if self._last is not None:  # an API may ignore the cursor parameter: filter here too
             last = pl.lit(self._last, dtype=frame.schema[self.cursor])
             frame = frame.filter(pl.col(self.cursor) >= last)
-        if self._last is not None and self._seen_at_last:
-            at_last = pl.col(self.cursor) == pl.lit(self._last, dtype=frame.schema[self.cursor])
-            keys = pl.struct(self.key).is_in(
-                pl.DataFrame(
-                    list(self._seen_at_last),
-                    schema=frame.select(self.key).schema,
-                    orient="row",
-                ).to_struct()
-            )
-            frame = frame.filter(~(at_last & keys))
+            positions = self._at(frame, self._last).arg_true().to_list()
+            if positions and self._seen_at_last:
+                ids = self._row_ids(frame[positions])
+                seen = [
+                    p for p, row in zip(positions, ids, strict=True) if row in self._seen_at_last
+                ]
+                if seen:
+                    keep = pl.Series(range(frame.height)).is_in(pl.Series(seen).implode()).not_()
+                    frame = frame.filter(keep)
         top = frame[self.cursor].max()
         if top is None:
             return frame
         if self.value is None or top > self.value:
-            self.value, self.keys = top, set()
+            self.value, self.rows = top, set()
         if top == self.value:
-            at_top = frame.filter(
-                pl.col(self.cursor) == pl.lit(top, dtype=frame.schema[self.cursor])
-            )
-            self.keys.update(at_top.select(self.key).iter_rows())
+            self.rows.update(self._row_ids(frame.filter(self._at(frame, top))))
         return frame
 
     def state(self) -> dict[str, Any] | None:
-        """The cursor state to commit: column, largest value, keys seen at that value."""
+        """The cursor state to commit: column, largest value, rows loaded at that value."""
         if self.value is None:
             return None
         return {
             "column": self.cursor,
             "value": self.value,
-            "keys": sorted(self.keys, key=repr),
+            "rows": sorted(([list(key), digest] for key, digest in self.rows), key=repr),
         }
 
 

@@ -22,6 +22,7 @@ every quarantined value is a row of the quarantine table, with its reason.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -29,12 +30,14 @@ from typing import Any, Literal
 import polars as pl
 
 from ..errors import SchemaError
-from .infer import DEFAULT_NULL_VALUES, InferenceOptions, infer_frame
+from .infer import DEFAULT_NULL_VALUES, InferenceOptions, infer_dominant, infer_frame
 from .names import unique_names
 from .store import ColumnSchema, TableSchema
 from .types import ColumnType, parse_expr, widen
 
 __all__ = ["CONTRACT_MODES", "QUARANTINE_SCHEMA", "ContractMode", "TypedTable", "apply_schema"]
+
+log = logging.getLogger(__name__)
 
 ContractMode = Literal["evolve", "freeze", "discard_row", "discard_value"]
 CONTRACT_MODES: tuple[ContractMode, ...] = ("evolve", "freeze", "discard_row", "discard_value")
@@ -109,16 +112,43 @@ class _Column:
         return self.target or self.ctype
 
 
-def _hint_type(hint: Any, inferred: ColumnType) -> ColumnType:
-    """The column type a hint asks for; inference fills in what the hint leaves open."""
+def _hint_type(
+    hint: Any, inferred: ColumnType, values: pl.Series, nulls: list[str], options: InferenceOptions
+) -> ColumnType:
+    """The column type a hint asks for; inference fills in what the hint leaves open
+    (the date format, a currency unit, thousands separators), from most of the values
+    when not all of them fit."""
     name = hint if isinstance(hint, str) else hint.type
     fmt = None if isinstance(hint, str) else getattr(hint, "format", None)
     wanted = ColumnType.of(name, format=fmt)
-    if inferred.logical == wanted.logical and fmt is None:
-        return inferred
-    if wanted.logical == "decimal" and inferred.logical == "decimal" and fmt is None:
-        return inferred
+    if fmt is not None:
+        return wanted
+    near = inferred
+    if not _same_family(near, wanted) and values.dtype == pl.String:
+        # the hint names the type: the format needs only to be the most common one
+        found, _ = infer_dominant(values.set(values.is_in(nulls), None), options, share=0.5)
+        near = found or wanted
+    if wanted.logical == "decimal":  # the data's scale; room for any number of digits
+        scale = near.dtype.scale if isinstance(near.dtype, pl.Decimal) else 0
+        if not _same_family(near, wanted):
+            return replace(wanted, dtype=pl.Decimal(38, scale))
+        return replace(
+            wanted, dtype=pl.Decimal(38, scale), unit=near.unit, thousands=near.thousands
+        )
+    if near.logical == wanted.logical:
+        return near
+    if _same_family(near, wanted):
+        return replace(wanted, unit=near.unit, thousands=near.thousands)
     return wanted
+
+
+def _same_family(a: ColumnType, b: ColumnType) -> bool:
+    integers = ("int8", "int16", "int32", "int64", "uint64")
+    if a.logical == b.logical:
+        return True
+    if b.logical in integers:
+        return a.logical in integers
+    return b.logical == "decimal" and a.logical in (*integers, "decimal")
 
 
 def _null_tokens_guard(expr: pl.Expr, column: str, ctype: ColumnType, nulls: list[str]) -> pl.Expr:
@@ -181,7 +211,9 @@ def apply_schema(
         inferred = inferred_types[original]
         hint = hints.get(original, hints.get(name))
         typed_hint = isinstance(hint, str) or getattr(hint, "type", None) is not None
-        ctype = _hint_type(hint, inferred) if typed_hint else inferred
+        ctype = (
+            _hint_type(hint, inferred, frame[original], nulls, options) if typed_hint else inferred
+        )
         mode = getattr(hint, "contract", None) or contract
         columns.append(_Column(original, name, ctype, mode))
         if typed_hint and frame[original].dtype == pl.String:
@@ -214,6 +246,13 @@ def apply_schema(
         pl.lit(table).alias("table"),
         pl.lit(load_id).alias("load_id"),
     ).select(QUARANTINE_SCHEMA.names())
+    if q.height:
+        log.warning(
+            "table %r: %d value(s) quarantined, %d row(s) held back (columns: %s)",
+            table, q.height, frame.height - typed.height, ", ".join(q["column"].unique().sort()),
+        )  # fmt: skip
+    for change in changes:
+        log.info("table %r: schema change: %s", table, change)
     return TypedTable(
         table=table,
         frame=typed,

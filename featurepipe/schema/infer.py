@@ -54,12 +54,14 @@ from .types import (
     LOGICAL_TYPES,
     TRUE_SPELLINGS,
     ColumnType,
+    parse_expr,
 )
 
 __all__ = [
     "DEFAULT_NULL_VALUES",
     "InferenceOptions",
     "infer_column",
+    "infer_dominant",
     "infer_frame",
     "infer_types",
     "polars_type",
@@ -208,6 +210,55 @@ def _infer_distinct(distinct: pl.Series, present: int, options: InferenceOptions
     if n_unique <= options.categorical_limit and n_unique * 2 <= present:
         return ColumnType.of("categorical", note=note)
     return ColumnType.of("text", note=note)
+
+
+_DOMINANT_SHARE = 0.8  # a column "almost" has a type when this share of its values fit it
+_NUMBER_OR_DATE = r"^[\s\d.,:/+\-TZ%$€£]+$"
+
+
+def infer_dominant(
+    values: pl.Series, options: InferenceOptions | None = None, share: float = _DOMINANT_SHARE
+) -> tuple[ColumnType | None, pl.Series]:
+    """The type most values of a text column fit (at least ``share``), and the values that
+    do not.
+
+    Used where a column as a whole has no type: to find the format a hint leaves open,
+    and to show in ``featurepipe schema`` which values keep a column text.
+
+    Args:
+        values: the column's values, null tokens already null.
+        options: inference choices.
+        share: the least share of the values the type must hold.
+
+    Returns:
+        The dominant type (``None`` if no type holds ``share`` of the values) and the
+        values that do not fit it.
+    """
+    options = options or InferenceOptions()
+    values = values.drop_nulls()
+    none = (None, values.clear())
+    if values.dtype != pl.String or values.len() == 0:
+        return none
+    shaped = values.filter(values.str.contains(_NUMBER_OR_DATE)).rename("value")
+    if shaped.len() < share * values.len():
+        return none
+    # the most common values decide; drop the rarest until the rest have a type
+    counts = shaped.value_counts(sort=True, name="n")
+    keep = counts.height
+    while keep > 0:
+        head = counts.head(keep)
+        near = _infer_distinct(head["value"], int(head["n"].sum()), options)
+        if near.logical not in ("text", "categorical"):
+            break
+        keep = keep * 9 // 10
+    else:
+        return none
+    near = replace(near, trim=True)
+    parsed = pl.DataFrame({"v": values}).select(parse_expr("v", near))["v"]
+    misfits = values.filter(parsed.is_null())
+    if misfits.len() > (1 - share) * values.len():
+        return none
+    return near, misfits
 
 
 def _all(values: pl.Series, pattern: str) -> bool:
@@ -379,8 +430,6 @@ def _with_time(values: pl.Series, date_pattern: str, fmt: str) -> ColumnType | N
 
 def _checked(values: pl.Series, ctype: ColumnType) -> ColumnType | None:
     """``ctype`` if every value parses with it (e.g. no 31st of February), else ``None``."""
-    from .types import parse_expr
-
     parsed = pl.DataFrame({"v": values}).select(parse_expr("v", ctype))["v"]
     return ctype if parsed.null_count() == 0 else None
 

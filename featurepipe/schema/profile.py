@@ -8,13 +8,9 @@ from typing import Any
 import polars as pl
 
 from .contract import apply_schema
-from .infer import DEFAULT_NULL_VALUES, InferenceOptions, infer_column
-from .types import ColumnType, parse_expr
+from .infer import DEFAULT_NULL_VALUES, InferenceOptions, infer_dominant
 
 __all__ = ["profile_table"]
-
-_NEAR_SHARE = 0.8  # a text column "almost" has a type when this share of its values fit it
-_NUMBER_OR_DATE = r"^[\s\d.,:/+\-TZ%$€£]+$"
 
 
 def profile_table(
@@ -61,7 +57,7 @@ def profile_table(
         misfits = typed.quarantine.filter(pl.col("column") == column.original)["value"]
         note = column.type.note
         if misfits.len() == 0 and column.type.logical in ("text", "categorical"):
-            near, misfits = _near_type(present, options)
+            near, misfits = infer_dominant(present, options)
             if near is not None:
                 note = f"{misfits.len()} value(s) keep it from {near.describe()}"
         rows.append(
@@ -83,30 +79,6 @@ def profile_table(
                 "null_share": pl.Float64, "examples": pl.String, "misfits": pl.String,
                 "note": pl.String},
     )  # fmt: skip
-
-
-def _near_type(values: pl.Series, options: InferenceOptions) -> tuple[ColumnType | None, pl.Series]:
-    """The type most values of a text column fit, and the values that do not."""
-    if values.dtype != pl.String or values.len() == 0:
-        return None, values.clear()
-    shaped = values.filter(values.str.contains(_NUMBER_OR_DATE))
-    if shaped.len() < _NEAR_SHARE * values.len():
-        return None, values.clear()
-    # the most common shape decides the near type; drop the rarest values until one fits
-    counts = shaped.value_counts(sort=True)
-    keep = counts.height
-    while keep > 0:
-        near = infer_column(counts[shaped.name].head(keep), options)
-        if near.logical not in ("text", "categorical"):
-            break
-        keep = keep * 9 // 10
-    else:
-        return None, values.clear()
-    parsed = pl.DataFrame({"v": values}).select(parse_expr("v", near))["v"]
-    misfits = values.filter(parsed.is_null())
-    if misfits.len() > (1 - _NEAR_SHARE) * values.len():
-        return None, values.clear()
-    return near, misfits
 
 
 def _counted(values: pl.Series, limit: int = 5) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 import time
 from datetime import UTC, datetime, timedelta
@@ -108,7 +109,7 @@ def test_rows_sharing_the_last_cursor_value_are_never_lost_or_doubled(postgres, 
 
     assert pull() == 1_000
     assert store.read(table)["cursor"]["value"] == T0
-    assert len(store.read(table)["cursor"]["keys"]) == 1_000
+    assert len(store.read(table)["cursor"]["rows"]) == 1_000
     # late arrivals: 250 more at the same instant, 5 later ones
     postgres.execute(
         f"INSERT INTO {table} VALUES (%s, %s, %s, %s)",
@@ -172,6 +173,30 @@ def test_credentials_come_from_the_environment_and_never_show(
     assert "Access denied" in message and "$FP_TEST_DB_PASSWORD" in message
     assert "s3cr3t" not in message and "s3cr3t" not in repr(err.value.__cause__)
     assert StateStore(tmp_path).sources() == []
+
+
+def test_a_password_from_the_environment_reads_and_stays_out_of_lineage_and_state(
+    mariadb, monkeypatch, tmp_path
+) -> None:
+    table = _orders(mariadb, "DATETIME(6)")
+    _insert(mariadb, table, range(1, 4), T0)
+    user, password = f"fp_{secrets.token_hex(4)}", f"pw-{secrets.token_hex(8)}"
+    mariadb.execute(f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY '{password}'")
+    try:
+        mariadb.execute(f"GRANT SELECT ON test.{table} TO '{user}'@'127.0.0.1'")
+        monkeypatch.setenv("FP_TEST_DB_PASSWORD", password)
+        config = _incremental(
+            f"mysql://{user}@127.0.0.1:3306/test",
+            table,
+            password_env="FP_TEST_DB_PASSWORD",  # noqa: S106 (the variable's name)
+        )
+        extraction = extract_source("orders", config)
+        assert _ids(extraction.collect()) == [1, 2, 3]
+        assert extraction.lineage.locations == (f"mysql://{user}:***@127.0.0.1:3306/test {table}",)
+        file = StateStore(tmp_path).commit("orders", extraction.state)
+        assert password not in file.read_text()
+    finally:
+        mariadb.execute(f"DROP USER IF EXISTS '{user}'@'127.0.0.1'")
 
 
 def test_bad_databases_are_clear_errors(postgres, tmp_path) -> None:

@@ -38,7 +38,7 @@ def test_values_that_fail_a_hint_are_quarantined_not_nulled() -> None:
     ]
     assert typed.quarantine["reason"].to_list() == [
         "does not fit the hinted type int64",
-        "does not fit the hinted type datetime",
+        "does not fit the hinted type datetime %Y-%m-%dT%H:%M:%S%.f%#z",
     ]
     assert typed.rows_quarantined == 2
 
@@ -151,3 +151,27 @@ def test_per_column_contract_overrides_the_table(tmp_path: Path) -> None:
     assert schema.types == {"id": "float", "qty": "int8"}
     assert typed.frame.rows() == [(1.5, None)]
     assert typed.quarantine["value"].to_list() == ["x"]
+
+
+def test_a_hint_without_format_takes_the_format_most_values_have(caplog) -> None:
+    frame = pl.DataFrame(
+        {
+            "d": ["31/01/2013", "01/02/2013", "soon", "NA"],
+            "n": ["1,234", "12", "x", "5"],
+            "m": ["$1.50", "$2", "$x", "$3.25"],
+        }
+    )
+    with caplog.at_level("WARNING", logger="featurepipe.schema.contract"):
+        typed = apply_schema("t", frame, {"d": "date", "n": "int", "m": "decimal"})
+    assert typed.frame.schema == {"d": pl.Date, "n": pl.Int64, "m": pl.Decimal(38, 2)}
+    assert [str(v) for v in typed.frame["d"]] == ["2013-01-31", "2013-02-01", "None"]
+    assert typed.frame["n"].to_list() == [1234, 12, 5]
+    assert typed.quarantine.select("row", "column", "value").rows() == [
+        (3, "d", "soon"),
+        (3, "m", "$x"),
+        (3, "n", "x"),
+    ]
+    assert typed.quarantine["reason"][0] == "does not fit the hinted type date %d/%m/%Y"
+    assert "table 't': 3 value(s) quarantined, 1 row(s) held back (columns: d, m, n)" in (
+        caplog.text
+    )
