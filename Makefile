@@ -36,9 +36,9 @@ test: install services lint
 bench: install
 	$(BIN)/python bench/flow.py
 	$(BIN)/python bench/load.py
-	$(BIN)/python bench/sql.py
-	$(BIN)/python bench/push.py
-	$(BIN)/python bench/schema_typing.py
+	$(BIN)/python -P bench/sql.py
+	$(BIN)/python -P bench/push.py
+	$(BIN)/python -P bench/schema_typing.py
 	$(BIN)/python bench/model.py
 
 ui: install

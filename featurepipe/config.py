@@ -318,6 +318,10 @@ class PushSourceConfig(_TableConfig):
     bucket: str = Field(
         default="push", description="folder (project-relative) or fsspec URL of the batches"
     )
+    storage_options: dict[str, str] = Field(
+        default_factory=dict,
+        description="fsspec options such as endpoint_url; keys come from the environment",
+    )
     queue: str = Field(
         default="sqlite:///push-queue.db",
         description="sqlite:///path (embedded) or redis://host:6379/0 (several receivers)",

@@ -316,6 +316,7 @@ def build_receiver(
                 [name],
                 flush_size=cfg.flush_size,
                 flush_age_seconds=cfg.flush_age,
+                storage_options=cfg.storage_options,
             )
         )
     return create_receiver_app(endpoints, queues, flushers=flushers)

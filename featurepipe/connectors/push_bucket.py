@@ -48,6 +48,20 @@ def _is_remote(bucket: str) -> bool:
     return "://" in bucket and not bucket.startswith("file://")
 
 
+def _remote_fs(bucket: str, options: Mapping[str, str] | None) -> tuple[Any, str]:
+    """The fsspec filesystem of a bucket URL and the bucket's root path in it."""
+    import fsspec
+
+    try:
+        fs, root = fsspec.core.url_to_fs(bucket, **dict(options or {}))
+    except ImportError as exc:  # e.g. s3:// without s3fs
+        raise SourceError(
+            f"push bucket {bucket}: {exc}; install the filesystem's package, for S3: "
+            "pip install 'featurepipe[s3]'"
+        ) from exc
+    return fs, str(root).rstrip("/")
+
+
 def _local(bucket: str) -> Path:
     return Path(bucket.removeprefix("file://"))
 
@@ -77,7 +91,12 @@ def batch_lines(events: Sequence[QueuedEvent]) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def write_batch(bucket: str, source: str, events: Sequence[QueuedEvent]) -> str:
+def write_batch(
+    bucket: str,
+    source: str,
+    events: Sequence[QueuedEvent],
+    storage_options: Mapping[str, str] | None = None,
+) -> str:
     """Write one batch file atomically and durably; returns its name.
 
     Raises:
@@ -89,10 +108,8 @@ def write_batch(bucket: str, source: str, events: Sequence[QueuedEvent]) -> str:
     data = batch_lines(events)
     try:
         if _is_remote(bucket):
-            import fsspec
-
-            fs, root = fsspec.core.url_to_fs(bucket)
-            fs.pipe_file(f"{root.rstrip('/')}/{source}/{name}", data)  # one PUT: whole or absent
+            fs, root = _remote_fs(bucket, storage_options)
+            fs.pipe_file(f"{root}/{source}/{name}", data)  # one PUT: whole or absent
             return name
         folder = _local(bucket) / source
         folder.mkdir(parents=True, exist_ok=True)
@@ -108,13 +125,14 @@ def write_batch(bucket: str, source: str, events: Sequence[QueuedEvent]) -> str:
     return name
 
 
-def list_batches(bucket: str, source: str) -> list[str]:
+def list_batches(
+    bucket: str, source: str, storage_options: Mapping[str, str] | None = None
+) -> list[str]:
     """Names of the complete batch files of ``source``, oldest first."""
     if _is_remote(bucket):
-        import fsspec
-
-        fs, root = fsspec.core.url_to_fs(bucket)
-        folder = f"{root.rstrip('/')}/{source}"
+        fs, root = _remote_fs(bucket, storage_options)
+        fs.invalidate_cache()  # a listing cached earlier would miss the newest batches
+        folder = f"{root}/{source}"
         if not fs.exists(folder):
             return []
         names = [p.rsplit("/", 1)[-1] for p in fs.ls(folder, detail=False)]
@@ -124,12 +142,12 @@ def list_batches(bucket: str, source: str) -> list[str]:
     return sorted(n for n in names if n.endswith(BATCH_SUFFIX) and not n.startswith("."))
 
 
-def _read_batch(bucket: str, source: str, name: str) -> bytes:
+def _read_batch(
+    bucket: str, source: str, name: str, storage_options: Mapping[str, str] | None = None
+) -> bytes:
     if _is_remote(bucket):
-        import fsspec
-
-        fs, root = fsspec.core.url_to_fs(bucket)
-        return bytes(fs.cat_file(f"{root.rstrip('/')}/{source}/{name}"))
+        fs, root = _remote_fs(bucket, storage_options)
+        return bytes(fs.cat_file(f"{root}/{source}/{name}"))
     return (_local(bucket) / source / name).read_bytes()
 
 
@@ -149,6 +167,7 @@ class BatchFlusher:
         flush_size: int = 1000,
         flush_age_seconds: float = 5.0,
         poll_seconds: float = 0.2,
+        storage_options: Mapping[str, str] | None = None,
     ):
         self.queue = queue
         self.bucket = bucket
@@ -156,6 +175,7 @@ class BatchFlusher:
         self.flush_size = flush_size
         self.flush_age_seconds = flush_age_seconds
         self.poll_seconds = poll_seconds
+        self.storage_options = dict(storage_options or {})
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -167,7 +187,7 @@ class BatchFlusher:
         age = time.time() - events[0].received_at.timestamp()
         if not force and len(events) < self.flush_size and age < self.flush_age_seconds:
             return 0
-        name = write_batch(self.bucket, source, events)
+        name = write_batch(self.bucket, source, events, self.storage_options)
         self.queue.ack(source, events)
         log.info("%s: flushed %d events to %s", source, len(events), name)
         return len(events)
@@ -230,7 +250,11 @@ class PushSource(SourceBase[PushSourceConfig]):
         bucket, folder = self.config.bucket, self.name
         done = set(state.get("manifest", []))
         try:
-            files = [n for n in list_batches(bucket, folder) if n not in done]
+            files = [
+                n
+                for n in list_batches(bucket, folder, self.config.storage_options)
+                if n not in done
+            ]
         except OSError as exc:
             raise SourceError(
                 f"push source {folder!r}: cannot list {bucket}/{folder}: {exc}"
@@ -250,7 +274,7 @@ class PushSource(SourceBase[PushSourceConfig]):
     def _read_file(self, name: str, seen: set[str]) -> pl.DataFrame:
         bucket, folder = self.config.bucket, self.name
         try:
-            data = _read_batch(bucket, folder, name)
+            data = _read_batch(bucket, folder, name, self.config.storage_options)
         except OSError as exc:
             raise SourceError(f"push source {folder!r}: cannot read {name}: {exc}") from exc
         rows: list[dict[str, str | None]] = []
@@ -282,7 +306,13 @@ def _frame(rows: list[dict[str, str | None]]) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=dict.fromkeys(columns, pl.String))
 
 
-def extract_push(table: str, bucket: str, *, processed: Iterable[str] = ()) -> pl.DataFrame:
+def extract_push(
+    table: str,
+    bucket: str,
+    *,
+    processed: Iterable[str] = (),
+    storage_options: Mapping[str, str] | None = None,
+) -> pl.DataFrame:
     """Every new event of a push source's bucket in one text frame (for tests and notebooks).
 
     Args:
@@ -296,6 +326,11 @@ def extract_push(table: str, bucket: str, *, processed: Iterable[str] = ()) -> p
     Raises:
         SourceError: a batch file cannot be read or holds a line that is not an event.
     """
-    options = PushSourceConfig(kind="push", secrets_env=["UNUSED"], bucket=bucket)
+    options = PushSourceConfig(
+        kind="push",
+        secrets_env=["UNUSED"],
+        bucket=bucket,
+        storage_options=dict(storage_options or {}),
+    )
     extraction = PushSource(table, options).extract({"manifest": list(processed)})
     return extraction.collect()

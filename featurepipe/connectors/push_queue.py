@@ -155,10 +155,16 @@ class SQLiteEventQueue:
 
     def ack(self, source: str, events: list[QueuedEvent]) -> None:
         """Delete events whose batch is durable."""
-        with self._lock:
-            self._db.executemany(
-                "DELETE FROM events WHERE seq = ?", [(int(e.handle),) for e in events]
-            )
+        with self._lock:  # one transaction, one fsync, for the whole batch
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "DELETE FROM events WHERE seq = ?", [(int(e.handle),) for e in events]
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     def pending(self, source: str) -> int:
         """Number of events of ``source`` waiting for the flusher."""

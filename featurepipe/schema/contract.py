@@ -267,8 +267,8 @@ def _typed_expr(frame: pl.DataFrame, column: _Column, nulls: list[str]) -> pl.Ex
     target = column.stored
     if column.ctype.empty:
         return pl.lit(None, dtype=target.dtype)
-    if frame[column.original].dtype != pl.String:
-        return pl.col(column.original).cast(target.dtype)
+    if frame[column.original].dtype != pl.String:  # typed at the source (SQL, Parquet)
+        return pl.col(column.original).cast(target.dtype, strict=False)
     parse = target if target.logical == "text" else column.ctype
     if parse.logical == "json":  # json_decode raises on a non-JSON value: keep those out
         raw = pl.col(column.original).str.strip_chars()

@@ -19,6 +19,7 @@ from .push_support import (
     BACKENDS,
     drop_redis_prefix,
     event_body,
+    free_port,
     new_secret,
     old,
     queue_url,
@@ -185,3 +186,16 @@ def test_accepted_body_is_kept_byte_for_byte(receiver: Receiver) -> None:
 def test_bad_secrets_are_refused_with_advice(secret: str) -> None:
     with pytest.raises(SourceError, match="secret"):
         decode_secret(secret, where="sources.orders")
+
+
+def test_a_queue_that_is_down_gets_503_so_the_sender_retries(tmp_path: Path) -> None:
+    secret = new_secret()
+    down = open_event_queue(f"redis://127.0.0.1:{free_port()}/0", prefix="fptest-down")
+    app = create_receiver_app([PushEndpoint("orders", (decode_secret(secret),))], down)
+    with serve_in_thread(app) as url:
+        body = event_body(1)
+        response = httpx.post(
+            f"{url}/hooks/orders", content=body, headers=signed_headers(secret, body), timeout=10
+        )
+    assert response.status_code == 503
+    assert "retry" in response.json()["error"]

@@ -175,3 +175,16 @@ def test_a_hint_without_format_takes_the_format_most_values_have(caplog) -> None
     assert "table 't': 3 value(s) quarantined, 1 row(s) held back (columns: d, m, n)" in (
         caplog.text
     )
+
+
+def test_typed_source_columns_keep_their_type_and_follow_the_contract(tmp_path: Path) -> None:
+    store = SchemaStore(tmp_path / "_schemas")
+    first = pl.DataFrame({"id": pl.Series([1, 2], dtype=pl.Int8), "at": ["x", "y"]})
+    typed, schema = _load(store, first)
+    assert schema.types == {"id": "int8", "at": "text"}
+    # a value too wide for the stored int8 under discard_row: quarantined, not wrapped
+    wide = pl.DataFrame({"id": pl.Series([3, 300], dtype=pl.Int16), "at": ["z", "w"]})
+    typed, schema = _load(store, wide, contract="discard_row")
+    assert typed.frame.rows() == [(3, "z")]
+    assert typed.quarantine.select("row", "column", "value").rows() == [(2, "id", "300")]
+    assert schema.version == 1
