@@ -36,7 +36,7 @@ test: install services lint
 bench: install
 	$(BIN)/python bench/flow.py
 	$(BIN)/python bench/load.py
-	$(BIN)/python bench/sql.py
+	$(BIN)/python -P bench/sql.py
 	$(BIN)/python -P bench/push.py
 	$(BIN)/python -P bench/typing.py
 	$(BIN)/python bench/model.py

@@ -10,7 +10,8 @@ process and run, each reader takes the whole table:
 3. pandas ``read_sql`` over a SQLAlchemy engine (psycopg driver): the common baseline.
 
 Each figure is the median of ``--repeat`` rounds; rows/s and ratios are printed as a table.
-Timings are reported, never asserted. Run alone: ``.venv/bin/python bench/sql.py``.
+Timings are reported, never asserted. Run alone: ``.venv/bin/python -P bench/sql.py``
+(``-P``: ``bench/typing.py`` would shadow the standard library's ``typing``).
 """
 
 from __future__ import annotations
