@@ -153,79 +153,118 @@ def step_train(
     run_dir: str = "",
     mlflow_run_id: str = "",
     load_id: str = "",
+    estimator: str | None = None,
+    params: dict[str, Any] | None = None,
     max_iter: int | None = None,
     learning_rate: float | None = None,
+    grid: dict[str, list[Any]] | None = None,
     features_version: int | None = None,
 ) -> dict[str, Any]:
-    """notebooks/03_train.ipynb: train, plot the test curves, log, register and save."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from sklearn.metrics import PrecisionRecallDisplay, RocCurveDisplay
-
+    """notebooks/03_train.ipynb: grid, train, plot, gate, log, register, save, promote."""
     import featurepipe as fp
 
     config = fp.load_config(project_dir)
     step = fp.open_step(config, "03_train", mlflow_run_id)
     warehouse = fp.open_warehouse(config)
+    spec = config.model
+    estimator = estimator or spec.estimator
+    shorthand = {"max_iter": max_iter, "learning_rate": learning_rate}
+    params = {
+        **spec.params,
+        **(params or {}),
+        **{k: v for k, v in shorthand.items() if v is not None},
+    }
+    grid = spec.grid if grid is None else grid
 
+    # The feature table, pinned to a version and logged as a dataset input
     table, version = warehouse.read(config.features.name, version=features_version)
     features = fp.describe_features(table.collect(), config.features)
-    fp.tracking.log_table_versions(
-        {config.features.name: (warehouse.location(config.features.name), version)},
-        context="training",
+    digest = fp.frame_digest(features.frame)
+    fp.registry.log_feature_set(
+        config.features.name,
+        warehouse.location(config.features.name),
+        version,
+        digest,
+        "training",
+        features.frame.height,
     )
 
+    # Grid search (nested runs), then the final fit
+    split = dict(
+        split=spec.split,
+        test_start=spec.test_start,
+        group=spec.group,
+        test_size=spec.test_size,
+        random_state=spec.random_state,
+    )
+    if grid:
+        params, trials = fp.grid_search(
+            features, grid, metric=spec.metric, estimator=estimator, params=params,
+            validation_size=spec.validation_size, threshold=spec.threshold, **split,
+        )  # fmt: skip
+        for i, trial in enumerate(trials):
+            fp.registry.log_trial(
+                f"trial {i}", trial.params, {f"validation_{k}": v for k, v in trial.metrics.items()}
+            )
     model = fp.train_model(
-        features,
-        test_start=config.model.test_start,
-        max_iter=max_iter or config.model.max_iter,
-        learning_rate=learning_rate or config.model.learning_rate,
-        max_leaf_nodes=config.model.max_leaf_nodes,
-        random_state=config.model.random_state,
+        features, estimator=estimator, params=params, threshold=spec.threshold, **split
     )
     fp.tracking.log_params(
         {
             **model.params,
-            "test_start": model.test_start.isoformat(),
+            "estimator": estimator,
+            "split": spec.split,
+            "test_start": str(spec.test_start),
+            "metric": spec.metric,
+            "threshold": spec.threshold,
             "features": ",".join(model.columns),
         }
     )
+    fp.tracking.log_metrics({f"test_{k}": v for k, v in model.metrics.items()})
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    y = model.test_scores[model.target].to_numpy()
-    p = model.test_scores["probability"].to_numpy()
-    RocCurveDisplay.from_predictions(y, p, ax=axes[0])
-    PrecisionRecallDisplay.from_predictions(y, p, ax=axes[1])
-    fig.suptitle("test months: October–December")
-    fp.tracking.log_figure(fig, "test_curves.png")
-    plt.close(fig)  # a kernel frees it on exit; this process lives on
+    # Test-set plots
+    for file_name, figure in fp.plot_model(model).items():
+        fp.tracking.log_figure(figure, f"plots/{file_name}")
 
-    # Register and save
-    registered_version = fp.tracking.log_model(
+    # Gates, then save and register as candidate
+    gates = fp.quality_gates(model, spec.metric, spec.gates)
+    gates_passed = fp.registry.log_gates(gates)
+    metadata = {
+        "mlflow_run_id": step.run_id,
+        "features": model.columns,
+        "feature_table": config.features.name,
+        "feature_table_version": version,
+        "training_data_digest": digest,
+        "gates": gates,
+    }
+    registered_version = fp.registry.log_registered_model(
         model.pipeline,
-        registered_name=config.model.name,
-        alias=config.model.alias,
-        trusted_types=fp.TRUSTED_TYPES,
-        input_example=features.frame.head(5).select(model.columns).to_pandas(),
+        registered_name=spec.name,
+        alias=spec.alias,
+        input_example=fp.model_inputs(features.frame.head(5), model.columns),
+        metadata=metadata,
     )
     path = fp.save_model(
         model,
         config.path(config.models_dir),
-        config.model.name,
-        {
-            "mlflow_run_id": step.run_id,
-            "registered_version": registered_version,
-            "features_table_version": version,
-        },
+        spec.name,
+        {**metadata, "registered_version": registered_version},
+    )
+    promotion = (
+        fp.registry.promote(
+            spec.name, metric=spec.metric, candidate=spec.alias, champion=spec.champion_alias
+        )
+        if spec.auto_promote
+        else None
     )
     summary = {
         **{f"test_{k}": v for k, v in model.metrics.items()},
         "train_rows": model.train_rows,
         "test_rows": model.test_rows,
-        "registered": f"{config.model.name} v{registered_version} @{config.model.alias}",
+        "gates_passed": gates_passed,
+        "registered": f"{spec.name} v{registered_version} @{spec.alias}",
         "model_file": str(path),
+        "promoted": bool(promotion and promotion.promoted),
     }
     fp.finish_step(
         step,
@@ -238,11 +277,14 @@ def step_train(
 
 
 def step_predict(
-    project_dir: str = ".", run_dir: str = "", mlflow_run_id: str = "", load_id: str = ""
+    project_dir: str = ".",
+    run_dir: str = "",
+    mlflow_run_id: str = "",
+    load_id: str = "",
+    model_alias: str | None = None,
+    model_version: int | None = None,
 ) -> dict[str, Any]:
     """notebooks/04_predict.ipynb: score with the registered model and store the scores."""
-    import polars as pl
-
     import featurepipe as fp
 
     config = fp.load_config(project_dir)
@@ -250,10 +292,9 @@ def step_predict(
     load_id = load_id or fp.new_run_id()
     warehouse = fp.open_warehouse(config)
 
-    model_file, model_version = fp.tracking.load_registered_model_file(
-        config.model.name, config.model.alias
+    model = fp.registry.load_registered_model(
+        config.model.name, alias=model_alias or config.predict.alias, version=model_version
     )
-    pipeline = fp.load_model(model_file)
     inputs = {name: warehouse.read(name) for name in fp.input_tables(config.features)}
     fp.tracking.log_table_versions(
         {name: (warehouse.location(name), version) for name, (_, version) in inputs.items()},
@@ -267,8 +308,12 @@ def step_predict(
         end=config.predict.end,
     )
 
-    scores = fp.predict_frame(pipeline, features, threshold=config.predict.threshold).with_columns(
-        pl.lit(config.model.name).alias("model"), pl.lit(model_version).alias("model_version")
+    scores = fp.predict_frame(
+        model.pipeline,
+        features,
+        threshold=config.predict.threshold,
+        model=model.name,
+        model_version=model.version,
     )
     load = warehouse.write(config.predict.table, scores, load_id=load_id, mode="replace")
 
@@ -276,9 +321,10 @@ def step_predict(
         "scored_rows": scores.height,
         "predicted_late_share": float(scores["prediction"].mean()),
         "mean_probability": float(scores["probability"].mean()),
-        "model": f"{config.model.name} v{model_version}",
+        "model": f"{model.name} v{model.version}",
         "predictions_table_version": load.version,
     }
+    fp.tracking.log_params({"model_version": model.version, "model_alias": model.alias or ""})
     fp.finish_step(
         step,
         "04_predict",

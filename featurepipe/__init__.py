@@ -57,11 +57,16 @@ _EXPORTS: dict[str, str] = {
     "build_features": "features",
     "describe_features": "features",
     "input_tables": "features",
+    "frame_digest": "features",
     "TRUSTED_TYPES": "train",
     "TrainedModel": "train",
     "train_model": "train",
+    "grid_search": "train",
+    "quality_gates": "train",
+    "model_inputs": "features",
     "save_model": "train",
     "load_model": "train",
+    "plot_model": "plots",
     "predict_frame": "predict",
     # the flow
     "FlowResult": "flow",
@@ -72,12 +77,14 @@ _EXPORTS: dict[str, str] = {
     "read_step_summary": "flow",
 }
 
-__all__ = [*_EXPORTS, "tracking", "__version__"]
+_MODULES = ("tracking", "registry")  # MLflow: run tracking; the model registry
+
+__all__ = [*_EXPORTS, *_MODULES, "__version__"]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "tracking":
-        return importlib.import_module(".tracking", __name__)
+    if name in _MODULES:
+        return importlib.import_module(f".{name}", __name__)
     if name in _EXPORTS:
         value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
         globals()[name] = value
@@ -90,7 +97,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from . import tracking
+    from . import registry, tracking
     from .clean import CleanTable, clean_table
     from .config import Config, load_config
     from .connectors import CONNECTORS, Extract, Extraction, extract_file, extract_source
@@ -109,8 +116,16 @@ if TYPE_CHECKING:
         TrackingError,
         ValidationFailed,
     )
-    from .features import FeatureSet, build_features, describe_features, input_tables
+    from .features import (
+        FeatureSet,
+        build_features,
+        describe_features,
+        frame_digest,
+        input_tables,
+        model_inputs,
+    )
     from .flow import FlowResult, finish_step, new_run_id, open_step, read_step_summary, run_flow
+    from .plots import plot_model
     from .predict import predict_frame
     from .schema import (
         ColumnType,
@@ -123,6 +138,14 @@ if TYPE_CHECKING:
         profile_table,
     )
     from .state import StateStore
-    from .train import TRUSTED_TYPES, TrainedModel, load_model, save_model, train_model
+    from .train import (
+        TRUSTED_TYPES,
+        TrainedModel,
+        grid_search,
+        load_model,
+        quality_gates,
+        save_model,
+        train_model,
+    )
     from .validate import ValidationReport, require_valid, validate_tables
     from .warehouse import open_warehouse, read_table

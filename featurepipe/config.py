@@ -522,20 +522,46 @@ class FeaturesConfig(_Model):
 
 
 class ModelConfig(_Model):
-    """The scikit-learn model, its time split and its registry entry."""
+    """The scikit-learn model: estimator, split, metrics, grid, gates and registry entry."""
 
     name: str = "model"
-    alias: str = "candidate"
-    test_start: datetime = Field(description="events at or after this time form the test set")
-    max_iter: int = Field(default=100, gt=0)
-    learning_rate: float = Field(default=0.1, gt=0)
-    max_leaf_nodes: int = Field(default=31, gt=1)
+    alias: str = Field(default="candidate", description="alias a newly trained version gets")
+    champion_alias: str = Field(default="champion", description="alias `promote` moves")
+    estimator: str = Field(
+        default="sklearn.ensemble.HistGradientBoostingClassifier",
+        pattern=r"^[\w.]+\.\w+$",
+        description="import path of a scikit-learn estimator class",
+    )
+    params: dict[str, Any] = Field(default_factory=dict, description="estimator parameters")
+    grid: dict[str, list[Any]] = Field(
+        default_factory=dict, description="parameter -> values; every combination is tried"
+    )
+    split: Literal["time", "group", "random"] = "time"
+    test_start: datetime | None = Field(
+        default=None, description="time split: events at or after this time form the test set"
+    )
+    group: str | None = Field(default=None, description="group split: the grouping column")
+    test_size: float = Field(default=0.25, gt=0, lt=1, description="group/random split share")
+    validation_size: float = Field(default=0.2, gt=0, lt=1, description="grid: share of train")
+    metric: str = Field(default="roc_auc", description="chooses among the grid and promotes")
+    threshold: float = Field(default=0.5, ge=0, le=1, description="classification cut-off")
+    gates: dict[str, float] = Field(
+        default_factory=dict, description="metric -> bound a model must reach to be promoted"
+    )
+    auto_promote: bool = Field(
+        default=True, description="03_train runs `promote` right after registering"
+    )
     random_state: int = 0
 
     @model_validator(mode="after")
-    def _aware(self) -> ModelConfig:
-        if self.test_start.tzinfo is None:
-            raise ValueError("test_start needs a UTC offset, e.g. 2013-10-01T00:00:00-04:00")
+    def _split(self) -> ModelConfig:
+        if self.split == "time":
+            if self.test_start is None:
+                raise ValueError("the time split needs test_start, e.g. 2013-10-01T00:00:00-04:00")
+            if self.test_start.tzinfo is None:
+                raise ValueError("test_start needs a UTC offset, e.g. 2013-10-01T00:00:00-04:00")
+        if self.split == "group" and not self.group:
+            raise ValueError("the group split needs `group`, the column whose values stay together")
         return self
 
 
@@ -546,6 +572,7 @@ class PredictConfig(_Model):
     end: datetime | None = None
     table: str = "predictions"
     threshold: float = Field(default=0.5, ge=0, le=1)
+    alias: str = Field(default="champion", description="registered model alias to score with")
 
 
 class StepConfig(_Model):

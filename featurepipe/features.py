@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -13,6 +14,8 @@ import polars as pl
 from .errors import FeatureError
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from .config import FeaturesConfig, FunctionFeature, Window
 
 __all__ = [
@@ -20,6 +23,8 @@ __all__ = [
     "build_features",
     "describe_features",
     "feature_columns",
+    "frame_digest",
+    "model_inputs",
     "input_tables",
 ]
 
@@ -347,3 +352,22 @@ def input_tables(spec: FeaturesConfig) -> list[str]:
         *(w.table for w in spec.windows),
     ]
     return list(dict.fromkeys(names))
+
+
+def frame_digest(frame: pl.DataFrame) -> str:
+    """A content digest of a frame (its schema and every row, in order): 16 hex digits.
+
+    Identical feature tables give identical digests, so a model's metadata names the
+    exact training data; row hashes come from polars with a fixed seed.
+    """
+    digest = hashlib.sha256(str(frame.schema).encode())
+    digest.update(frame.hash_rows(seed=0).to_numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def model_inputs(frame: pl.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """The pipeline's input: ``columns`` of ``frame`` as pandas, booleans as 0/1 numbers."""
+    selected = frame.select(
+        pl.col(c).cast(pl.Float64) if frame.schema[c] == pl.Boolean else pl.col(c) for c in columns
+    )
+    return selected.to_pandas()

@@ -35,10 +35,10 @@ def _edit(project: Path, old: str, new: str) -> None:
 
 
 def test_invalid_value_names_the_key_path(project) -> None:
-    _edit(project, "max_iter = 100", "max_iter = 0")
+    _edit(project, "threshold = 0.5", "threshold = 1.5")
     with pytest.raises(ConfigError) as err:
         load_config(project)
-    assert "model.max_iter" in str(err.value)
+    assert "model.threshold" in str(err.value)
     assert str(project / "featurepipe.toml") in str(err.value)
 
 

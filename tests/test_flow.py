@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
@@ -111,6 +112,46 @@ def test_warehouse_models_and_runs_folder_hold_the_outputs(finished) -> None:
     assert (project / "runs" / "cache.json").is_file()
     assert sorted(p.name for p in run_dir.glob("*.ipynb")) == [f"{s}.ipynb" for s in STEPS]
     assert sorted(p.name for p in run_dir.glob("*.html")) == [f"{s}.html" for s in STEPS]
+
+
+def test_flow_logs_plots_gates_and_promotes_the_first_candidate(finished) -> None:
+    project, _ = finished
+    _, children = _flow_runs(project)
+    train = children[2]
+    client = _client(project)
+    plots = {a.path for a in client.list_artifacts(train.info.run_id, "plots")}
+    assert {"plots/roc.png", "plots/calibration.png", "plots/permutation_importance.png"} <= plots
+    assert train.data.metrics["gate.beats_baseline"] == 1.0
+    assert train.data.metrics["test_dummy_roc_auc"] == 0.5
+    assert train.data.metrics["test_roc_auc"] >= 0.74  # the quality goal, with the windows
+    assert train.data.params["digest.flight_features"]
+    champion = client.get_model_version_by_alias("flights-delay", "champion")
+    assert champion.run_id == train.info.run_id  # 03_train promoted its model
+    predict = children[3]
+    assert predict.data.params["model_version"] == str(champion.version)
+
+
+def test_promote_and_predict_commands(finished) -> None:
+    project, _ = finished
+    client = _client(project)
+    result = run_cli("promote", "--project", str(project), cwd=project)
+    out = " ".join(result.stdout.split())
+    candidate = client.get_model_version_by_alias("flights-delay", "candidate")
+    champion = client.get_model_version_by_alias("flights-delay", "champion")
+    assert candidate.version == champion.version  # the flow promoted its first model
+    assert result.returncode == 3, result.stderr
+    assert "not promoted: v1 is already the champion" in out
+    result = run_cli(
+        "predict", "--version", "1", "--start", "2013-12-24", "--table", "xmas", cwd=project
+    )
+    assert result.returncode == 0, result.stderr
+    assert "with flights-delay v1 into 'xmas'" in " ".join(result.stdout.split())
+    xmas = DeltaDestination(project / "warehouse").read("xmas")[0].collect()
+    assert set(xmas["model_version"]) == {1}
+    assert xmas["_fp_load_id"].n_unique() == 1
+    assert xmas["time_hour"].min() >= datetime(2013, 12, 24, tzinfo=UTC)
+    result = run_cli("predict", "--version", "99", cwd=project)
+    assert result.returncode == 1 and "no version 99" in " ".join(result.stderr.split())
 
 
 def test_train_notebook_runs_alone_with_papermill(finished) -> None:

@@ -42,7 +42,7 @@ def synthetic(n: int = 4000, seed: int = 0) -> FeatureSet:
 def test_model_learns_a_real_signal_and_splits_by_time() -> None:
     fs = synthetic()
     test_start = START + timedelta(hours=6000)
-    model = train_model(fs, test_start=test_start, max_iter=30)
+    model = train_model(fs, test_start=test_start, params={"max_iter": 30})
     assert model.metrics["roc_auc"] > 0.85
     assert 0 < model.metrics["pr_auc"] <= 1
     assert model.train_rows + model.test_rows == fs.frame.height
@@ -56,14 +56,16 @@ def test_empty_split_is_an_error() -> None:
 
 
 def test_trusted_types_are_exactly_what_the_pipeline_needs() -> None:
-    model = train_model(synthetic(500), test_start=START + timedelta(hours=6000), max_iter=5)
+    model = train_model(
+        synthetic(500), test_start=START + timedelta(hours=6000), params={"max_iter": 5}
+    )
     untrusted = skops.io.get_untrusted_types(data=skops.io.dumps(model.pipeline))
     assert sorted(untrusted) == sorted(TRUSTED_TYPES)
 
 
 def test_save_load_round_trip_and_prediction(tmp_path) -> None:
     fs = synthetic()
-    model = train_model(fs, test_start=START + timedelta(hours=6000), max_iter=20)
+    model = train_model(fs, test_start=START + timedelta(hours=6000), params={"max_iter": 20})
     path = save_model(model, tmp_path, "m", {"run": "r1"})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.skops"]
     loaded = load_model(path)
@@ -88,7 +90,7 @@ def test_untrusted_model_file_is_refused(tmp_path) -> None:
 
 def test_prediction_needs_the_models_columns() -> None:
     fs = synthetic(500)
-    model = train_model(fs, test_start=START + timedelta(hours=6000), max_iter=5)
+    model = train_model(fs, test_start=START + timedelta(hours=6000), params={"max_iter": 5})
     narrow = FeatureSet(fs.frame.drop("rain"), ["id"], "at", ["site"], [], None, 0)
     with pytest.raises(ModelError, match=r"\['rain'\]"):
         predict_frame(model.pipeline, narrow)
