@@ -38,7 +38,7 @@ bench: install
 	$(BIN)/python -P bench/load.py
 	$(BIN)/python -P bench/sql.py
 	$(BIN)/python -P bench/push.py
-	$(BIN)/python -P bench/typing.py
+	$(BIN)/python -P bench/schema_typing.py
 	$(BIN)/python bench/model.py
 
 ui: install

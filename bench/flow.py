@@ -183,7 +183,7 @@ def time_reruns(source: Path, console: Console) -> Table:
     featurepipe = [str(bin_dir / "featurepipe"), "run"]
     plain = [sys.executable, str(Path(__file__).with_name("plain_flow.py")), "."]
     table = Table(title="what a user types, each a fresh process")
-    for column in ("command", "flow (s)", "plain script (s)", "ratio flow/plain"):
+    for column in ("command", "steps run", "flow (s)", "plain script (s)", "ratio flow/plain"):
         table.add_column(column, justify="left" if column == "command" else "right")
     with tempfile.TemporaryDirectory(
         prefix="featurepipe-bench-", ignore_cleanup_errors=True
@@ -199,8 +199,14 @@ def time_reruns(source: Path, console: Console) -> Table:
                     console.log(f"{label} ...")
                     flow_s = _timed([*featurepipe, *extra], flow_dir, log)
                     plain_s = _timed(plain, plain_dir, log)
+                    newest = max(p for p in (flow_dir / "runs").iterdir() if p.is_dir())
+                    ran = len(list(newest.glob("*.ipynb")))
                     table.add_row(
-                        label, f"{flow_s:.2f}", f"{plain_s:.2f}", f"{flow_s / plain_s:.2f}×"
+                        label,
+                        f"{ran} of {len(STEPS)}",
+                        f"{flow_s:.2f}",
+                        f"{plain_s:.2f}",
+                        f"{flow_s / plain_s:.2f}×",
                     )
         except subprocess.CalledProcessError:
             tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-40:]

@@ -361,7 +361,13 @@ def run_receiver(
         lifespan="on",
     )
     server = _server_class()(config)
-    asyncio.run(server.serve())
+    try:
+        asyncio.run(server.serve())
+    except SystemExit as exc:  # uvicorn exits when it cannot bind; queued events stay queued
+        raise SourceError(
+            f"the receiver could not start on {host}:{port}; is the port in use? "
+            "Pick another with --port."
+        ) from exc
     if not server.started:
         raise SourceError(
             f"the receiver could not start on {host}:{port}; is the port in use? "

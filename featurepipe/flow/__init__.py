@@ -226,7 +226,7 @@ def run_flow(
         tags, record = run_record(config, command, environment)
         params: dict[str, Any] = {"steps": ",".join(s.name for s in plan), **record}
         for step in plan:
-            params.update({f"param.{step.name}.{k}": v for k, v in step.parameters.items()})
+            params.update({f"param.{step.name}.{k}": v for k, v in step.effective.items()})
         parent = tracking.start_flow_run(
             experiment_id,
             f"flow {run_id}",
@@ -290,32 +290,30 @@ def _run_steps(
     on_step: Callable[[StepResult], None] | None,
 ) -> None:
     ran: set[str] = set()
-    data: dict[str, Any] = {}
-    for step in plan:
-        decision = decide_step(config, step, cache, ran=ran, start=start, force=force)
-        fingerprint, reason, entry = decision.fingerprint, decision.reason, decision.entry
-        if entry is not None:
-            outcome = _reuse(config, step, entry, result, fingerprint)
-            cache.save()  # remembers file hashes computed while probing
-        else:
-            outcome, entry = _execute(
-                config, step, result, cache, fingerprint, decision.parts, on_step
-            )
-            ran.add(step.name)
-        # The data versions this run's results stand on, whether made now or reused.
-        data.update({f"data.read.{k}": v for k, v in entry.reads.items()})
-        data.update({f"data.written.{k}": v for k, v in entry.writes.items()})
-        outcome.reason = reason
-        metrics = tracking.run_info(entry.mlflow_run_id).metrics
-        result.metrics.update(metrics)
-        tracking.log_run(
-            result.mlflow_run_id,
-            params={f"fingerprint.{step.name}": fingerprint, f"status.{step.name}": outcome.status},
-            metrics=metrics,
-        )
-        if on_step:
-            on_step(outcome)
-    tracking.log_run(result.mlflow_run_id, params=data)
+    record: dict[str, Any] = {}  # logged to the parent run at the end, in one batch
+    try:
+        for step in plan:
+            decision = decide_step(config, step, cache, ran=ran, start=start, force=force)
+            fingerprint, entry = decision.fingerprint, decision.entry
+            record[f"fingerprint.{step.name}"] = fingerprint
+            if entry is not None:
+                outcome = _reuse(config, step, entry, result, fingerprint)
+            else:
+                outcome, entry = _execute(
+                    config, step, result, cache, fingerprint, decision.parts, on_step
+                )
+                ran.add(step.name)
+            outcome.reason = decision.reason
+            # The data versions this run's results stand on, whether made now or reused.
+            record.update({f"data.read.{k}": v for k, v in entry.reads.items()})
+            record.update({f"data.written.{k}": v for k, v in entry.writes.items()})
+            result.metrics.update(entry.metrics)
+            if on_step:
+                on_step(outcome)
+    finally:
+        cache.save()  # keeps file hashes computed while probing
+        record.update({f"status.{s.name}": s.status for s in result.steps})
+        tracking.log_run(result.mlflow_run_id, params=record, metrics=result.metrics)
 
 
 def _reuse(
@@ -404,7 +402,8 @@ def _execute(
     writes: dict[str, str | None] = {
         k: v for k, v in after_tables.items() if before_tables.get(k) != v
     }
-    reads = {**before_sources, **_reads_from(tracking.run_info(child))}
+    logged = tracking.run_info(child)
+    reads = {**before_sources, **_reads_from(logged)}
     entry = CacheEntry(
         step=step.name,
         run_id=result.run_id,
@@ -413,6 +412,7 @@ def _execute(
         reads=reads,
         writes=writes,
         parts=dict(parts),
+        metrics=dict(logged.metrics),
     )
     tracking.log_run(child, params={f"data.read.{k}": v for k, v in before_sources.items()})
     _close(child, outcome, failed=False)

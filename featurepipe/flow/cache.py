@@ -37,6 +37,7 @@ class CacheEntry:
     reads: dict[str, str | None] = field(default_factory=dict)
     writes: dict[str, str | None] = field(default_factory=dict)
     parts: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
 
 
 class StepCache:

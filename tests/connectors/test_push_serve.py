@@ -115,3 +115,23 @@ def test_signed_event_reaches_the_warehouse_and_sigterm_drains(tmp_path: Path) -
     assert loaded.schema["received_at"].is_temporal()
     again = fp.extract_source("orders", source, state.read("orders"), load_id="l2").collect()
     assert again.height == 0  # the manifest remembers the loaded batch
+
+
+def test_serve_on_a_port_in_use_exits_1_with_advice(tmp_path: Path) -> None:
+    import socket
+
+    project = push_project(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "featurepipe", "serve", "-C", str(project), "--port", str(port)],
+            env={**os.environ, "ORDERS_SECRET": new_secret()},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 1, result.stderr
+    assert "--port" in result.stderr and str(port) in result.stderr

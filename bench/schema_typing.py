@@ -16,7 +16,7 @@ imported from the working directory), so its peak memory (max RSS) is its own:
   what typing costs when nothing is inferred, on the same text frame as featurepipe.
 - ``read as text``: the connector alone, to show where featurepipe's time goes.
 
-Run: ``.venv/bin/python -P bench/typing.py [--scale 10] [--repeat 3]``. Timings are
+Run: ``.venv/bin/python bench/schema_typing.py [--scale 10] [--repeat 3]``. Timings are
 medians of ``--repeat`` runs; the machine is shared, so read the ratio, not the seconds.
 """
 
