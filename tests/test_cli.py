@@ -110,6 +110,7 @@ def test_connectors_lists_each_kind_with_stage_and_options(tmp_path) -> None:
     assert 'kind = "file" · beta ·' in result.stdout
     assert 'kind = "sql" · beta ·' in result.stdout
     assert 'kind = "http" · alpha ·' in result.stdout
+    assert 'kind = "push" · beta ·' in result.stdout
     for option in ("incremental", "storage_options", "primary_key", "password_env", "pagination"):
         assert option in result.stdout
     unknown = run_cli("connectors", "ftp", cwd=tmp_path)
