@@ -118,7 +118,7 @@ def test_signed_event_reaches_the_warehouse_and_sigterm_drains(tmp_path: Path) -
     assert loaded["customer"].to_list() == [{"id": 0}, {"id": 1}, {"id": 2}]  # JSON text typed
     assert loaded.schema["received_at"].is_temporal()
     again = fp.extract_source("orders", source, state.read("orders"), load_id="l2").collect()
-    assert again.height == 0  # the manifest remembers the loaded batch
+    assert again.height == 0  # the load window remembers the loaded batch
 
 
 def test_serve_on_a_port_in_use_exits_1_with_advice(tmp_path: Path) -> None:
