@@ -18,6 +18,7 @@ __all__ = [
     "LOADS_SCHEMA",
     "LOADS_TABLE",
     "LOAD_ID",
+    "CommittedState",
     "Destination",
     "Disposition",
     "LoadResult",
@@ -54,8 +55,22 @@ LOADS_SCHEMA = pl.Schema(
         "version": pl.Int64(),
         "state": pl.String(),
         "loaded_at": pl.Datetime("us", "UTC"),
+        "extracted_at": pl.Datetime("us", "UTC"),
     }
 )
+
+
+@dataclass(frozen=True)
+class CommittedState:
+    """The source state a load committed together with its rows.
+
+    Attributes:
+        load_id: the load that committed it.
+        state: the state as the caller encoded it (featurepipe: ``encode_state`` JSON).
+    """
+
+    load_id: str
+    state: str
 
 
 @dataclass(frozen=True)
@@ -97,8 +112,19 @@ class Destination(Protocol):
         source: str = "",
         schema_version: str = "",
         schema_mode: SchemaMode = "evolve",
+        extracted_at: datetime | None = None,
+        source_state: str | None = None,
     ) -> LoadResult:
-        """Load a frame in one atomic transaction; a load id already committed is skipped."""
+        """Load a frame in one atomic transaction; a load id already committed is skipped.
+
+        ``source_state`` (the source's next state) commits in the same transaction as the
+        rows, so a crash before the state file is written loses nothing: the next run
+        takes it back with :meth:`committed_state`. ``extracted_at`` goes to the loads table.
+        """
+        ...
+
+    def committed_state(self, table: str) -> CommittedState | None:
+        """The source state the table's latest load carrying one committed, if any."""
         ...
 
     def read(self, table: str, version: int | None = None) -> tuple[pl.LazyFrame, int]:
