@@ -36,7 +36,9 @@ from .base import (
     LoadResult,
     SchemaMode,
     check_load,
+    require_versions,
     schema_changes,
+    table_not_found,
     with_lineage,
 )
 
@@ -116,13 +118,7 @@ class DeltaDestination:
         Raises:
             DestinationError: a table does not exist.
         """
-        result = {}
-        for table in tables:
-            version = self.version(table)
-            if version is None:
-                raise self._not_found(table)
-            result[table] = version
-        return result
+        return require_versions(tables, self.version, self._not_found)
 
     def loads(self) -> pl.DataFrame:
         """The loads table: one row per committed load."""
@@ -422,7 +418,4 @@ class DeltaDestination:
             ) from exc
 
     def _not_found(self, table: str) -> DestinationError:
-        return DestinationError(
-            f"table {table!r} not found in {self.path}; run the ingest step "
-            "(featurepipe run, or notebooks/01_ingest) first."
-        )
+        return table_not_found(table, self.path)

@@ -33,10 +33,13 @@ from .base import (
     LoadResult,
     SchemaMode,
     check_load,
+    check_table_name,
     pinned_load_ids,
+    require_versions,
     schema_changes,
     schema_from_bytes,
     schema_to_bytes,
+    table_not_found,
     with_lineage,
 )
 
@@ -165,14 +168,8 @@ class PostgresDestination:
         Raises:
             DestinationError: a table does not exist.
         """
-        result = {}
         with self._connect() as db:
-            for table in tables:
-                version = self._version(db, table)
-                if version is None:
-                    raise self._not_found(table)
-                result[table] = version
-        return result
+            return require_versions(tables, lambda t: self._version(db, t), self._not_found)
 
     def loads(self) -> pl.DataFrame:
         """The loads table: one row per committed load."""
@@ -225,8 +222,7 @@ class PostgresDestination:
             SchemaError: a value or schema change PostgreSQL cannot take; nothing was written.
         """
         check_load(table, frame, mode, primary_key, delete_column)
-        if table.startswith("_fp_"):
-            raise DestinationError(f"table {table!r}: names starting with _fp_ are reserved")
+        check_table_name(table)
         lineage = with_lineage(frame.head(0), load_id)
         stored = lineage.drop(delete_column) if delete_column else lineage
         # the lineage columns are filled by their column defaults (the load id set for the
@@ -463,7 +459,4 @@ class PostgresDestination:
         return from_destination(raw, schema).lazy(), pinned
 
     def _not_found(self, table: str) -> DestinationError:
-        return DestinationError(
-            f"table {table!r} not found in {self.location(table)}; run the ingest step "
-            "(featurepipe run, or notebooks/01_ingest) first."
-        )
+        return table_not_found(table, self.location(table))

@@ -27,10 +27,13 @@ from .base import (
     LoadResult,
     SchemaMode,
     check_load,
+    check_table_name,
     pinned_load_ids,
+    require_versions,
     schema_changes,
     schema_from_bytes,
     schema_to_bytes,
+    table_not_found,
     with_lineage,
 )
 
@@ -127,13 +130,7 @@ class SqliteDestination:
         Raises:
             DestinationError: a table does not exist.
         """
-        result = {}
-        for table in tables:
-            version = self.version(table)
-            if version is None:
-                raise _not_found(table, self.path)
-            result[table] = version
-        return result
+        return require_versions(tables, self.version, self._not_found)
 
     def loads(self) -> pl.DataFrame:
         """The loads table: one row per committed load."""
@@ -191,8 +188,7 @@ class SqliteDestination:
             SchemaError: a value or schema change SQLite cannot take; nothing was written.
         """
         check_load(table, frame, mode, primary_key, delete_column)
-        if table.startswith("_fp_"):
-            raise DestinationError(f"table {table!r}: names starting with _fp_ are reserved")
+        check_table_name(table)
         lineage = with_lineage(frame, load_id)
         stored = lineage.drop(delete_column) if delete_column else lineage
         encoded = to_destination("sqlite", table, lineage)
@@ -261,11 +257,11 @@ class SqliteDestination:
             DestinationError: the table does not exist, or the version cannot be read.
         """
         if not self.path.exists():
-            raise _not_found(table, self.path)
+            raise self._not_found(table)
         with self._connect(write=False) as db:
             schema = _stored_schema(db, table) if _has_meta(db) else None
             if schema is None:
-                raise _not_found(table, self.path)
+                raise self._not_found(table)
             loads = db.execute(
                 f"SELECT seq, load_id, disposition FROM {LOADS_TABLE} "
                 "WHERE table_name = ? ORDER BY seq",
@@ -282,6 +278,9 @@ class SqliteDestination:
         raw_schema = {c: _RAW[storage_type("sqlite", t)] for c, t in schema.items()}
         raw = pl.DataFrame(rows, schema=raw_schema, orient="row")
         return from_destination(raw, schema).lazy(), pinned
+
+    def _not_found(self, table: str) -> DestinationError:
+        return table_not_found(table, self.path)
 
 
 def _rollback(db: sqlite3.Connection) -> None:
@@ -360,10 +359,3 @@ def _insert(
         )
         statement += f" ON CONFLICT ({keys}) DO UPDATE SET {updates}"
     db.executemany(statement, rows.iter_rows())
-
-
-def _not_found(table: str, path: Path) -> DestinationError:
-    return DestinationError(
-        f"table {table!r} not found in {path}; run the ingest step "
-        "(featurepipe run, or notebooks/01_ingest) first."
-    )
