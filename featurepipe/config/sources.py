@@ -14,8 +14,8 @@ FileFormat = Literal["csv", "tsv", "json", "ndjson", "parquet", "xlsx"]
 class FileSourceConfig(_TableConfig):
     """A table read from files: a path, a glob or an fsspec URL (``s3://bucket/key*.csv``)."""
 
-    kind: Literal["file"] = "file"
-    format: FileFormat = "csv"
+    kind: Literal["file"] = Field(default="file", description="the connector (the default)")
+    format: FileFormat = Field(default="csv", description="how every matched file is parsed")
     path: str = Field(
         description="file path or glob, relative to the project or to `package`, or a URL"
     )
@@ -25,8 +25,12 @@ class FileSourceConfig(_TableConfig):
     delimiter: str | None = Field(
         default=None, description="CSV field separator; ',' for csv and a tab for tsv"
     )
-    encoding: Literal["utf8", "utf8-lossy", "latin1", "cp1252"] = "utf8"
-    has_header: bool = True
+    encoding: Literal["utf8", "utf8-lossy", "latin1", "cp1252"] = Field(
+        default="utf8", description="text encoding of CSV/TSV files"
+    )
+    has_header: bool = Field(
+        default=True, description="the first line (after skip_rows) names the columns"
+    )
     skip_rows: int = Field(default=0, ge=0, description="lines to skip before the header")
     compression: Literal["infer", "none", "gzip", "zip"] = Field(
         default="infer", description="'infer' goes by the file suffix (.gz, .zip)"
@@ -51,7 +55,7 @@ class FileSourceConfig(_TableConfig):
 class SqlSourceConfig(_TableConfig):
     """A table or a query read from PostgreSQL, MySQL/MariaDB or SQLite."""
 
-    kind: Literal["sql"]
+    kind: Literal["sql"] = Field(description="the connector")
     url: str | None = Field(
         default=None,
         description="e.g. postgresql://user@host:5432/db; never put a password here",
@@ -60,8 +64,10 @@ class SqlSourceConfig(_TableConfig):
     password_env: str | None = Field(
         default=None, description="environment variable holding the password"
     )
-    table: str | None = None
-    query: str | None = None
+    table: str | None = Field(
+        default=None, description="table to read, e.g. public.orders (or give `query`)"
+    )
+    query: str | None = Field(default=None, description="SELECT to read instead of a `table`")
     cursor: str | None = Field(
         default=None, description="column that grows with new or changed rows (incremental)"
     )
@@ -91,24 +97,28 @@ class SqlSourceConfig(_TableConfig):
 class Pagination(_Model):
     """How an HTTP API hands out its pages."""
 
-    style: Literal["none", "page", "offset", "cursor", "link"] = "none"
-    page_param: str = "page"
-    first_page: int = 1
-    offset_param: str = "offset"
-    limit_param: str = "limit"
+    style: Literal["none", "page", "offset", "cursor", "link"] = Field(
+        default="none", description="how the next page is asked for; none: one request"
+    )
+    page_param: str = Field(default="page", description="query parameter of the page number")
+    first_page: int = Field(default=1, description="number of the first page")
+    offset_param: str = Field(default="offset", description="query parameter of the offset")
+    limit_param: str = Field(default="limit", description="query parameter of the page size")
     limit: int = Field(default=100, gt=0, description="records per page (offset style)")
     cursor_param: str = Field(default="cursor", description="query parameter of the next token")
     next_cursor: str = Field(default="next", description="dotted path of the next token")
-    max_pages: int | None = Field(default=None, gt=0)
+    max_pages: int | None = Field(
+        default=None, gt=0, description="stop after this many pages; None: until the end"
+    )
 
 
 class HttpAuth(_Model):
     """Credentials for an HTTP API, always read from environment variables."""
 
-    style: Literal["bearer", "basic", "api_key"]
+    style: Literal["bearer", "basic", "api_key"] = Field(description="how credentials are sent")
     token_env: str | None = Field(default=None, description="bearer token or API key variable")
-    username_env: str | None = None
-    password_env: str | None = None
+    username_env: str | None = Field(default=None, description="basic: user name variable")
+    password_env: str | None = Field(default=None, description="basic: password variable")
     header: str = Field(default="X-API-Key", description="header of the API key")
 
     @model_validator(mode="after")
@@ -123,23 +133,33 @@ class HttpAuth(_Model):
 class HttpSourceConfig(_TableConfig):
     """Records pulled from a JSON HTTP API."""
 
-    kind: Literal["http"]
-    base_url: str
-    endpoint: str = ""
-    params: dict[str, str | int | float | bool] = Field(default_factory=dict)
-    headers: dict[str, str] = Field(default_factory=dict)
+    kind: Literal["http"] = Field(description="the connector")
+    base_url: str = Field(description="e.g. https://api.example.com")
+    endpoint: str = Field(default="", description="path after base_url, e.g. /v1/events")
+    params: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="query parameters sent with every request"
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="extra request headers (never credentials: `auth`)"
+    )
     records: str | None = Field(
         default=None, description="dotted path of the record list in a response, e.g. 'data'"
     )
-    pagination: Pagination = Pagination()
-    auth: HttpAuth | None = None
+    pagination: Pagination = Field(
+        default=Pagination(), description="how pages are asked for (pagination.* below)"
+    )
+    auth: HttpAuth | None = Field(
+        default=None, description="credentials from the environment (auth.* below)"
+    )
     cursor: str | None = Field(default=None, description="record field that grows (incremental)")
     cursor_param: str | None = Field(
         default=None, description="query parameter that asks for records from a cursor value"
     )
     flatten: bool = Field(default=False, description="nested objects become parent.child columns")
     timeout: float = Field(default=30.0, gt=0, description="seconds per request")
-    max_retries: int = Field(default=5, ge=0)
+    max_retries: int = Field(
+        default=5, ge=0, description="retries of a 5xx, 429 or timeout before failing"
+    )
     backoff: float = Field(default=0.5, gt=0, description="first retry delay in seconds")
 
     @model_validator(mode="after")
@@ -166,7 +186,7 @@ class PushSourceConfig(_TableConfig):
     ``bucket``; the pipeline reads new batches like files, with lineage columns
     ``webhook_id`` and ``received_at``."""
 
-    kind: Literal["push"]
+    kind: Literal["push"] = Field(description="the connector")
     secrets_env: list[str] = Field(
         min_length=1,
         description="environment variables holding whsec_ secrets; two during a rotation",

@@ -4,7 +4,8 @@ Every load is one Delta commit that also carries a Delta transaction identifier
 (``app_id = featurepipe/<table>/<load id>``), so the commit and the proof that the load
 happened are one atomic step; a replay finds the identifier and is skipped. The loads
 table ``_fp_loads`` is appended after the data commit (never ahead of the data) and
-repaired on replay if a crash fell between the two.
+repaired on replay if a crash fell between the two. A load can carry its source's next
+state in the same commit's metadata, so the state is never behind the data either.
 """
 
 from __future__ import annotations
@@ -30,17 +31,30 @@ from .base import (
     LOADED_AT,
     LOADS_SCHEMA,
     LOADS_TABLE,
+    CommittedState,
     Disposition,
     LoadResult,
     SchemaMode,
     check_load,
+    require_versions,
     schema_changes,
+    table_not_found,
     with_lineage,
 )
 
 __all__ = ["LOADED_AT", "LOAD_ID", "DeltaDestination"]
 
 _LOAD_KEY = "featurepipe.load_id"
+_STATE_KEY = "featurepipe.source_state"
+_EXTRACTED_KEY = "featurepipe.extracted_at"
+
+
+def _commit_mode(commit: dict[str, Any]) -> str:
+    """The write disposition a Delta commit's operation implies ('' if unknown)."""
+    if commit.get("operation") == "MERGE":
+        return "merge"
+    mode = str((commit.get("operationParameters") or {}).get("mode", "")).lower()
+    return {"append": "append", "overwrite": "replace"}.get(mode, "")
 
 
 def _quote(column: str) -> str:
@@ -104,20 +118,38 @@ class DeltaDestination:
         Raises:
             DestinationError: a table does not exist.
         """
-        result = {}
-        for table in tables:
-            version = self.version(table)
-            if version is None:
-                raise self._not_found(table)
-            result[table] = version
-        return result
+        return require_versions(tables, self.version, self._not_found)
 
     def loads(self) -> pl.DataFrame:
         """The loads table: one row per committed load."""
         delta = self._open(LOADS_TABLE)
         if delta is None:
             return LOADS_SCHEMA.to_frame()
-        return pl.read_delta(delta).select(LOADS_SCHEMA.names()).sort("loaded_at")
+        loads = pl.read_delta(delta)
+        missing = [  # loads tables written before a column existed
+            pl.lit(None, dtype).alias(c) for c, dtype in LOADS_SCHEMA.items() if c not in loads
+        ]
+        return loads.with_columns(missing).select(LOADS_SCHEMA.names()).sort("loaded_at")
+
+    def committed_state(self, table: str) -> CommittedState | None:
+        """The source state the table's latest load carrying one committed with its rows.
+
+        If a crash fell between that commit and its row in the loads table, the row is
+        written now.
+        """
+        delta = self._open(table)
+        if delta is None:
+            return None
+        for limit in (20, None):  # the recent commits first; the whole log if need be
+            history = delta.history(limit)
+            commit = next((h for h in history if h.get(_STATE_KEY) is not None), None)
+            if commit is not None or len(history) < (limit or 0):
+                break
+        if commit is None:
+            return None
+        load_id = str(commit[_LOAD_KEY])
+        self._record_replayed(table, delta, load_id, "", "", "")
+        return CommittedState(load_id, str(commit[_STATE_KEY]))
 
     def write(
         self,
@@ -131,6 +163,8 @@ class DeltaDestination:
         source: str = "",
         schema_version: str = "",
         schema_mode: SchemaMode = "evolve",
+        extracted_at: datetime | None = None,
+        source_state: str | None = None,
     ) -> LoadResult:
         """Load a frame as one Delta commit, adding ``_fp_load_id`` and ``_fp_loaded_at``.
 
@@ -145,6 +179,9 @@ class DeltaDestination:
             source: the source the rows came from, recorded in the loads table.
             schema_version: the schema version the rows follow, recorded in the loads table.
             schema_mode: ``evolve`` adds new columns; ``freeze`` refuses any schema change.
+            extracted_at: when the rows were extracted, recorded in the loads table.
+            source_state: the source's next state, committed in the same Delta commit
+                (its metadata); :meth:`committed_state` reads it back.
 
         Returns:
             What was loaded, and the table version after it.
@@ -176,9 +213,13 @@ class DeltaDestination:
         current = None if delta is None else self._schema(delta)
         if current is not None and (mode != "replace" or schema_mode == "freeze"):
             added = schema_changes(table, current, stored, schema_mode)
+        metadata = {_LOAD_KEY: load_id}
+        if extracted_at is not None:
+            metadata[_EXTRACTED_KEY] = extracted_at.isoformat()
+        if source_state is not None:
+            metadata[_STATE_KEY] = source_state
         commit = CommitProperties(
-            custom_metadata={_LOAD_KEY: load_id},
-            app_transactions=[Transaction(app_id=app_id, version=0)],
+            custom_metadata=metadata, app_transactions=[Transaction(app_id=app_id, version=0)]
         )
         try:
             if delete_column and delta is None:  # a first merge: nothing to delete yet
@@ -206,7 +247,9 @@ class DeltaDestination:
                 f"table {table!r}: could not write to {self.location(table)}: {exc}; "
                 "the table is unchanged"
             ) from exc
-        self._record(load_id, source, table, frame.height, schema_version, mode, version)
+        self._record(
+            load_id, source, table, frame.height, schema_version, mode, version, extracted_at
+        )
         return LoadResult(table, frame.height, version, load_id, mode)
 
     def _commit_parquet(
@@ -285,6 +328,7 @@ class DeltaDestination:
         schema_version: str,
         mode: str,
         version: int,
+        extracted_at: datetime | None,
     ) -> None:
         row = pl.DataFrame(
             [
@@ -298,13 +342,17 @@ class DeltaDestination:
                     "version": version,
                     "state": "committed",
                     "loaded_at": datetime.now(UTC),
+                    "extracted_at": extracted_at,
                 }
             ],
             schema=LOADS_SCHEMA,
         )
         try:
             row.write_delta(
-                self.location(LOADS_TABLE), mode="append", storage_options=self.storage_options
+                self.location(LOADS_TABLE),
+                mode="append",
+                storage_options=self.storage_options,
+                delta_write_options={"schema_mode": "merge"},  # older tables lack columns
             )
         except (DeltaError, OSError) as exc:
             raise DestinationError(
@@ -320,20 +368,40 @@ class DeltaDestination:
         mode: str,
         source: str,
         schema_version: str,
-        rows: int,
+        rows: int | None = None,
     ) -> int:
-        """The version a replayed load committed; records it (``rows``: the batch's row
-        count, as the load itself records) if a crash fell between the commit and the
-        record."""
-        loads = self.loads().filter((pl.col("table") == table) & (pl.col("load_id") == load_id))
-        if loads.height:
-            return int(loads["version"][0])
+        """The version a replayed load committed; records it if a crash skipped that.
+
+        Options left empty (``mode``, ``source``, ``schema_version``) are taken from the
+        commit and the table's last recorded load; ``rows`` (the batch's row count, as
+        the load itself records it) when not given, from the rows carrying the load id.
+        """
+        loads = self.loads().filter(pl.col("table") == table)
+        done = loads.filter(pl.col("load_id") == load_id)
+        if done.height:
+            return int(done["version"][0])
         commit = next(
             (h for h in delta.history() if h.get(_LOAD_KEY) == load_id),
             {"version": delta.version()},
         )
         version = int(commit["version"])
-        self._record(load_id, source, table, rows, schema_version, mode, version)
+        if rows is None:
+            scan = pl.scan_delta(
+                self.location(table), version=version, storage_options=self.storage_options
+            )
+            rows = scan.filter(pl.col(LOAD_ID) == load_id).select(pl.len()).collect().item()
+        last = loads.tail(1).to_dicts()[0] if loads.height else {}
+        extracted = commit.get(_EXTRACTED_KEY)
+        self._record(
+            load_id,
+            source or last.get("source") or table,
+            table,
+            rows,
+            schema_version or last.get("schema_version") or "",
+            mode or _commit_mode(commit) or last.get("disposition", ""),
+            version,
+            datetime.fromisoformat(str(extracted)) if extracted else None,
+        )
         return version
 
     def read(self, table: str, version: int | None = None) -> tuple[pl.LazyFrame, int]:
@@ -356,7 +424,4 @@ class DeltaDestination:
             ) from exc
 
     def _not_found(self, table: str) -> DestinationError:
-        return DestinationError(
-            f"table {table!r} not found in {self.path}; run the ingest step "
-            "(featurepipe run, or notebooks/01_ingest) first."
-        )
+        return table_not_found(table, self.path)

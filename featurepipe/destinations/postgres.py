@@ -4,8 +4,8 @@ Rows are streamed with ``COPY … FROM STDIN (FORMAT csv)``. An append or replac
 straight into the table inside the load's transaction; a merge copies into a temporary
 staging table, then deletes flagged keys and upserts (``INSERT … ON CONFLICT``) from it.
 The rows, the table's stored polars schema (``_fp_tables``) and the load's record in
-``_fp_loads`` commit together or not at all; a table's version is the sequence number of
-its latest load.
+``_fp_loads`` (with the source's next state, when the caller gives it) commit together or
+not at all; a table's version is the sequence number of its latest load.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -27,14 +28,18 @@ from .base import (
     LOADED_AT,
     LOADS_SCHEMA,
     LOADS_TABLE,
+    CommittedState,
     Disposition,
     LoadResult,
     SchemaMode,
     check_load,
+    check_table_name,
     pinned_load_ids,
+    require_versions,
     schema_changes,
     schema_from_bytes,
     schema_to_bytes,
+    table_not_found,
     with_lineage,
 )
 
@@ -59,10 +64,14 @@ CREATE TABLE IF NOT EXISTS {loads} (
     disposition text NOT NULL,
     state text NOT NULL,
     loaded_at timestamptz NOT NULL DEFAULT now(),
+    extracted_at timestamptz,
+    source_state text,
     UNIQUE (table_name, load_id)
 );
 CREATE TABLE IF NOT EXISTS {tables} (table_name text PRIMARY KEY, schema bytea NOT NULL);
 """
+# columns added to the loads table later: created on tables made before them
+_LOADS_ADDED = {"extracted_at": "timestamptz", "source_state": "text"}
 
 
 class PostgresDestination:
@@ -159,14 +168,8 @@ class PostgresDestination:
         Raises:
             DestinationError: a table does not exist.
         """
-        result = {}
         with self._connect() as db:
-            for table in tables:
-                version = self._version(db, table)
-                if version is None:
-                    raise self._not_found(table)
-                result[table] = version
-        return result
+            return require_versions(tables, lambda t: self._version(db, t), self._not_found)
 
     def loads(self) -> pl.DataFrame:
         """The loads table: one row per committed load."""
@@ -175,10 +178,26 @@ class PostgresDestination:
                 return LOADS_SCHEMA.to_frame()
             query = sql.SQL(
                 "SELECT load_id, source, table_name, rows, schema_version, disposition, seq, "
-                "state, loaded_at FROM {} ORDER BY seq"
+                "state, loaded_at, extracted_at FROM {} ORDER BY seq"
             ).format(self._id(LOADS_TABLE))
+            self._upgrade_meta(db)
             rows = db.execute(query).fetchall()
         return pl.DataFrame(rows, schema=LOADS_SCHEMA, orient="row")
+
+    def committed_state(self, table: str) -> CommittedState | None:
+        """The source state the table's latest load carrying one committed with its rows."""
+        with self._connect() as db:
+            if not self._meta_exists(db):
+                return None
+            self._upgrade_meta(db)
+            row = db.execute(
+                sql.SQL(
+                    "SELECT load_id, source_state FROM {} WHERE table_name = %s "
+                    "AND source_state IS NOT NULL ORDER BY seq DESC LIMIT 1"
+                ).format(self._id(LOADS_TABLE)),
+                (table,),
+            ).fetchone()
+        return None if row is None else CommittedState(row[0], row[1])
 
     def write(
         self,
@@ -192,6 +211,8 @@ class PostgresDestination:
         source: str = "",
         schema_version: str = "",
         schema_mode: SchemaMode = "evolve",
+        extracted_at: datetime | None = None,
+        source_state: str | None = None,
     ) -> LoadResult:
         """Load a frame in one PostgreSQL transaction (see ``Destination.write``).
 
@@ -201,8 +222,7 @@ class PostgresDestination:
             SchemaError: a value or schema change PostgreSQL cannot take; nothing was written.
         """
         check_load(table, frame, mode, primary_key, delete_column)
-        if table.startswith("_fp_"):
-            raise DestinationError(f"table {table!r}: names starting with _fp_ are reserved")
+        check_table_name(table)
         lineage = with_lineage(frame.head(0), load_id)
         stored = lineage.drop(delete_column) if delete_column else lineage
         # the lineage columns are filled by their column defaults (the load id set for the
@@ -239,16 +259,26 @@ class PostgresDestination:
                 row = db.execute(
                     sql.SQL(
                         "INSERT INTO {} (load_id, source, table_name, rows, schema_version, "
-                        "disposition, state) VALUES (%s, %s, %s, %s, %s, %s, 'committed') "
-                        "RETURNING seq"
+                        "disposition, state, extracted_at, source_state) "
+                        "VALUES (%s, %s, %s, %s, %s, %s, 'committed', %s, %s) RETURNING seq"
                     ).format(self._id(LOADS_TABLE)),
-                    (load_id, source, table, frame.height, schema_version, mode),
+                    (
+                        load_id,
+                        source,
+                        table,
+                        frame.height,
+                        schema_version,
+                        mode,
+                        extracted_at,
+                        source_state,
+                    ),
                 ).fetchone()
         version = int(row[0]) if row else 0
         return LoadResult(table, frame.height, version, load_id, mode)
 
     def _create_meta(self, db: psycopg.Connection[Any]) -> None:
         if self._meta_exists(db):
+            self._upgrade_meta(db)
             return
         with db.transaction():
             db.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{self.schema}._fp",))
@@ -258,6 +288,30 @@ class PostgresDestination:
             db.execute(
                 sql.SQL(_META).format(loads=self._id(LOADS_TABLE), tables=self._id(TABLES_TABLE))
             )
+
+    def _upgrade_meta(self, db: psycopg.Connection[Any]) -> None:
+        """Add the loads-table columns a destination created by an older version lacks."""
+        present = {
+            r[0]
+            for r in db.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = %s AND table_name = %s",
+                (self.schema, LOADS_TABLE),
+            )
+        }
+        missing = [c for c in _LOADS_ADDED if c not in present]
+        if not missing:
+            return
+        with db.transaction():
+            db.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{self.schema}._fp",))
+            for column in missing:
+                db.execute(
+                    sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}").format(
+                        self._id(LOADS_TABLE),
+                        sql.Identifier(column),
+                        sql.SQL(_LOADS_ADDED[column]),
+                    )
+                )
 
     def _stored_schema(self, db: psycopg.Connection[Any], table: str) -> pl.Schema | None:
         row = db.execute(
@@ -405,7 +459,4 @@ class PostgresDestination:
         return from_destination(raw, schema).lazy(), pinned
 
     def _not_found(self, table: str) -> DestinationError:
-        return DestinationError(
-            f"table {table!r} not found in {self.location(table)}; run the ingest step "
-            "(featurepipe run, or notebooks/01_ingest) first."
-        )
+        return table_not_found(table, self.location(table))

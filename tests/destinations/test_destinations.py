@@ -5,8 +5,9 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from featurepipe.destinations import LOAD_ID, LOADED_AT, Destination
+from featurepipe.destinations import LOAD_ID, LOADED_AT, LOADS_TABLE, Destination
 from featurepipe.errors import DestinationError, SchemaError
+from tests.destinations.conftest import make_destination
 
 
 def _rows(destination: Destination, table: str, version: int | None = None) -> pl.DataFrame:
@@ -103,6 +104,18 @@ def test_bad_load_options_are_refused_before_writing(destination: Destination) -
     with pytest.raises(DestinationError, match="reserved"):
         destination.write("t", frame.with_columns(_fp_load_id=pl.lit("x")), load_id="L")
     assert destination.tables() == []
+
+
+@pytest.mark.parametrize("kind", ["postgres", "sqlite"])
+def test_sql_destinations_refuse_table_names_of_their_own_tables(kind, tmp_path, pg_schema) -> None:
+    destination = make_destination(kind, tmp_path, pg_schema)
+    destination.write("t", pl.DataFrame({"k": [1]}), load_id="L1")
+    frame = pl.DataFrame({"k": [2]})
+    for name in (LOADS_TABLE, "_fp_tables", "_fp_mine"):
+        with pytest.raises(DestinationError, match=f"'{name}': names starting with _fp_ are"):
+            destination.write(name, frame, load_id="L2")
+    assert destination.tables() == ["t"]
+    assert destination.loads()["load_id"].to_list() == ["L1"]
 
 
 def test_missing_table_or_version_is_a_clear_error(destination: Destination) -> None:
