@@ -80,13 +80,11 @@ def test_pinned_reads_follow_appends(destination: Destination) -> None:
 
 def test_new_columns_evolve_and_freeze_refuses(destination: Destination) -> None:
     destination.write("t", pl.DataFrame({"k": [1]}), load_id="L1", mode="append")
-    with pytest.raises(SchemaError, match=r"table 't': new columns \['x'\].*freeze"):
+    with pytest.raises(SchemaError, match=r"table 't': new column 'x' under .*'freeze'"):
         destination.write(
             "t", pl.DataFrame({"k": [2], "x": [0.5]}), load_id="L2", mode="append",
             schema_mode="freeze",
         )  # fmt: skip
-    with pytest.raises(SchemaError, match=r"table 't': columns changed type: k"):
-        destination.write("t", pl.DataFrame({"k": ["two"]}), load_id="L3", mode="append")
     assert _rows(destination, "t")["k"].to_list() == [1]
     assert destination.loads()["load_id"].to_list() == ["L1"]
     destination.write("t", pl.DataFrame({"k": [2], "x": [0.5]}), load_id="L4", mode="append")
