@@ -11,6 +11,7 @@ state in the same commit's metadata, so the state is never behind the data eithe
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -68,6 +69,13 @@ def _stored(data: pl.DataFrame, delete_column: str | None) -> pl.Schema:
     )
 
 
+def _plain(exc: BaseException) -> str:
+    """An error's text on one line, without the terminal colours and indented lines of
+    delta-rs error chains."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    return re.sub(r"\s*\n\s*", " ", text).strip()
+
+
 def _quote(column: str) -> str:
     return "`" + column.replace("`", "``") + "`"
 
@@ -103,7 +111,8 @@ class DeltaDestination:
             return None
         except (DeltaError, OSError) as exc:
             raise DestinationError(
-                f"table {table!r}: cannot open {self.location(table)}: {exc}"
+                f"table {table!r}: cannot open {self.location(table)}: {_plain(exc)}; is the "
+                "store reachable, and are destination.path and storage_options right?"
             ) from exc
 
     def tables(self) -> list[str]:
@@ -261,8 +270,9 @@ class DeltaDestination:
             version = self._open_existing(table).version()
         except (DeltaError, OSError, pl.exceptions.PolarsError) as exc:
             raise DestinationError(
-                f"table {table!r}: could not write to {self.location(table)}: {exc}; "
-                "the table is unchanged"
+                f"table {table!r}: could not write to {self.location(table)}: {_plain(exc)}; "
+                "the table is unchanged. Check that the location is writable, has space and "
+                "is reachable."
             ) from exc
         self._record(
             load_id, source, table, frame.height, schema_version, mode, version, extracted_at

@@ -125,7 +125,9 @@ class PostgresDestination:
         except psycopg.errors.InsufficientPrivilege as exc:
             raise DestinationError(
                 f"PostgreSQL at {self._where()}, schema {self.schema!r}: permission denied: "
-                f"{exc}; grant the user CREATE and INSERT on that schema, or choose another"
+                f"{str(exc).strip()}; load as the role that owns the schema's tables, or grant "
+                "this user CREATE on the schema and INSERT on its tables (replace, merge and "
+                "schema changes also need ownership), or choose another schema"
             ) from exc
         except psycopg.Error as exc:
             raise DestinationError(f"PostgreSQL at {self._where()}: {exc}") from exc

@@ -97,7 +97,10 @@ class SqliteDestination:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             connection = sqlite3.connect(self.path, isolation_level=None, timeout=30)
         except (sqlite3.Error, OSError) as exc:
-            raise DestinationError(f"cannot open SQLite database {self.path}: {exc}") from exc
+            raise DestinationError(
+                f"cannot open SQLite database {self.path}: {exc}; check destination.path: "
+                "its folder must be a directory you can write to"
+            ) from exc
         try:
             if write:
                 connection.executescript(_META)
@@ -231,8 +234,8 @@ class SqliteDestination:
             except sqlite3.Error as exc:
                 _rollback(db)
                 raise DestinationError(
-                    f"table {table!r}: could not write to {self.path}: {exc}; "
-                    "the database is unchanged"
+                    f"table {table!r}: could not write to {self.path}: {exc}; the database is "
+                    "unchanged. Check that the file and its folder are writable and have space."
                 ) from exc
             except BaseException:
                 _rollback(db)
