@@ -14,7 +14,7 @@ the same frame in the same run:
 Prints rows/s and the ratio destination / baseline (above 1: faster than the baseline);
 every figure is the best of ``--repeat`` rounds. Timings are reported, never asserted.
 Run alone: ``.venv/bin/python -P bench/load.py [--repeat N] [--copies 10] [--only delta]``
-(``-P``: bench/typing.py would shadow the standard library's ``typing``).
+(``-P`` keeps ``bench/`` off ``sys.path``, so no script there can shadow a module).
 """
 
 from __future__ import annotations

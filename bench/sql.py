@@ -11,7 +11,7 @@ process and run, each reader takes the whole table:
 
 Each figure is the median of ``--repeat`` rounds; rows/s and ratios are printed as a table.
 Timings are reported, never asserted. Run alone: ``.venv/bin/python -P bench/sql.py``
-(``-P``: ``bench/typing.py`` would shadow the standard library's ``typing``).
+(``-P`` keeps ``bench/`` off ``sys.path``, so no script there can shadow a module).
 """
 
 from __future__ import annotations

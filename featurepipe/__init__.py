@@ -35,6 +35,7 @@ _EXPORTS: dict[str, str] = {
     "extract_source": "connectors",
     "CONNECTORS": "connectors",
     "StateStore": "state",
+    "Ingest": "ingest",
     "TypedTable": "schema",
     "apply_schema": "schema",
     "infer_types": "schema",
@@ -125,6 +126,7 @@ if TYPE_CHECKING:
         model_inputs,
     )
     from .flow import FlowResult, finish_step, new_run_id, open_step, read_step_summary, run_flow
+    from .ingest import Ingest
     from .plots import plot_model
     from .predict import predict_frame
     from .schema import (

@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import shlex
 import subprocess
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -21,7 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
-from .config import load_config, table_options
+from .config import load_config
 from .errors import (
     ConfigError,
     FeaturepipeError,
@@ -459,6 +458,7 @@ def connectors(
 ) -> None:
     """List the pull connectors, their release stage and their options."""
     from .connectors import CONNECTORS
+    from .connectors.options import option_rows
 
     if kind is not None and kind not in CONNECTORS:
         raise _fail(ConfigError(f"no connector {kind!r}; kinds are {', '.join(CONNECTORS)}"), 2)
@@ -471,29 +471,11 @@ def connectors(
         )
         for column in ("option", "type", "default", "description"):
             options.add_column(column, overflow="fold")
-        fields = connector.options.model_fields
-        shared = [f for f in fields if f in table_options()]  # listed last
-        for option in [*(f for f in fields if f not in shared), *shared]:
-            field = fields[option]
-            default = "(required)" if field.is_required() else _fmt_default(field)
-            options.add_row(option, _fmt_type(field.annotation), default, field.description or "")
+        for row in option_rows(connector.options):
+            options.add_row(
+                *(escape(v) for v in (row.name, row.type, row.default, row.description))
+            )
         console.print(options)
-
-
-def _fmt_type(annotation: Any) -> str:
-    if get_origin(annotation) is Literal:
-        return " | ".join(str(a) for a in get_args(annotation))
-    if isinstance(annotation, type) and not getattr(annotation, "__args__", None):
-        return annotation.__name__
-    text = str(annotation).replace("typing.", "")
-    return re.sub(r"Annotated\[(\w+), [^\]]*\]", r"\1", text)  # hints: their model's name
-
-
-def _fmt_default(field: Any) -> str:
-    value = field.get_default(call_default_factory=True)
-    return (
-        "" if value is None else repr(value.model_dump() if hasattr(value, "model_dump") else value)
-    )
 
 
 # ---- models: promote and predict (issue 7) --------------------------------------------

@@ -20,6 +20,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from .errors import ModelError, TrackingError
+from .tracking import PARENT_TAG, log_run
 from .train import LOWER_IS_BETTER, TRUSTED_TYPES, is_better, load_model
 
 __all__ = [
@@ -54,16 +55,9 @@ def log_trial(name: str, params: Mapping[str, Any], metrics: Mapping[str, float]
     run = client.create_run(
         client.get_run(parent).info.experiment_id,
         run_name=name,
-        tags={"mlflow.parentRunId": parent, "featurepipe.trial": "true"},
+        tags={PARENT_TAG: parent, "featurepipe.trial": "true"},
     )
-    from mlflow.entities import Metric, Param
-
-    now = mlflow.utils.time.get_current_time_millis()
-    client.log_batch(
-        run.info.run_id,
-        params=[Param(k, str(v)) for k, v in params.items()],
-        metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
-    )
+    log_run(run.info.run_id, params=params, metrics=metrics)
     client.set_terminated(run.info.run_id)
     return str(run.info.run_id)
 
@@ -82,13 +76,7 @@ def log_feature_set(
 
 def log_gates(gates: Mapping[str, bool]) -> bool:
     """Log each gate as a metric ``gate.<name>`` (1 passed, 0 failed); True if all passed."""
-    run_id = _active_run_id()
-    from mlflow.entities import Metric
-
-    now = mlflow.utils.time.get_current_time_millis()
-    MlflowClient().log_batch(
-        run_id, metrics=[Metric(f"{GATE_PREFIX}{k}", float(v), now, 0) for k, v in gates.items()]
-    )
+    log_run(_active_run_id(), metrics={f"{GATE_PREFIX}{k}": float(v) for k, v in gates.items()})
     return all(gates.values())
 
 

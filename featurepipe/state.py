@@ -4,7 +4,8 @@ One JSON file per source under ``warehouse/_state/``. A commit writes a temporar
 the same folder, flushes it to disk and renames it over the old one (``os.replace``), so a
 crash leaves either the old state or the new one, never half of each. A crash between
 extract and load leaves the old state: the next run extracts the same rows again, it never
-skips any.
+skips any. A crash between the load's commit and the state file's is repaired from the copy
+of the state the load committed with its rows (see ``featurepipe.ingest``).
 """
 
 from __future__ import annotations
@@ -111,8 +112,9 @@ class StateStore:
             return {}
         except (OSError, ValueError) as exc:
             raise StateError(
-                f"source {source!r}: cannot read its state {file}: {exc}. Delete the file to "
-                "extract the source from the start again."
+                f"source {source!r}: cannot read its state {file}: {exc}. Delete the file: "
+                "the next run takes the state stored with the table's last load (or, if the "
+                "destination has none, extracts the source from the start)."
             ) from exc
 
     def commit(self, source: str, state: Mapping[str, Any]) -> Path:

@@ -1,14 +1,13 @@
-"""MLflow tracking: flow and step runs, parameters, metrics, dataset versions, models.
+"""MLflow tracking: flow and step runs, parameters, metrics, dataset versions.
 
-The only module that imports mlflow. A flow run is a parent run; each notebook is
-a child run that the flow creates and the notebook resumes by id, so the flow
-alone decides whether a step FINISHED or FAILED.
+With ``registry.py`` (models) the only modules that import mlflow. A flow run is a
+parent run; each notebook is a child run that the flow creates and the notebook resumes
+by id, so the flow alone decides whether a step FINISHED or FAILED.
 """
 
 from __future__ import annotations
 
 import logging
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,12 +31,10 @@ __all__ = [
     "flow_runs",
     "end_run",
     "end_step",
-    "load_registered_model_file",
     "log_artifact",
     "log_dict",
     "log_figure",
     "log_metrics",
-    "log_model",
     "log_params",
     "log_run",
     "log_table_versions",
@@ -53,8 +50,6 @@ PARENT_TAG = "mlflow.parentRunId"
 STEP_TAG = "featurepipe.step"
 FLOW_TAG = "featurepipe.flow_run"
 KIND_TAG = "featurepipe.kind"  # "flow" on the parent run of a flow
-MODEL_ARTIFACT = "model"
-_PIP_REQUIREMENTS = ["scikit-learn", "skops", "pandas", "numpy"]
 
 
 def configure(tracking_uri: str, experiment: str, artifact_root: str | Path | None = None) -> str:
@@ -327,75 +322,3 @@ def log_table_versions(tables: Mapping[str, tuple[str, int]], context: str) -> N
         dataset = MetaDataset(source=source, name=f"{name}@v{version}")  # type: ignore[abstract]
         mlflow.log_input(dataset, context=context)
     log_params({f"table_version.{name}": version for name, (_, version) in tables.items()})
-
-
-def log_model(
-    pipeline: Any,
-    *,
-    registered_name: str,
-    alias: str,
-    trusted_types: list[str],
-    input_example: Any = None,
-) -> int:
-    """Log a scikit-learn pipeline (skops format), register it and point ``alias`` at it.
-
-    Args:
-        pipeline: the fitted pipeline.
-        registered_name: registry name, e.g. ``flights-delay``.
-        alias: alias to point at the new version, e.g. ``candidate``.
-        trusted_types: types skops must trust to load the pipeline.
-        input_example: a few input rows, to record the model's signature.
-
-    Returns:
-        The registered model version.
-    """
-    from mlflow.models import infer_signature
-
-    signature = None
-    if input_example is not None:
-        signature = infer_signature(input_example, pipeline.predict_proba(input_example)[:, 1])
-    try:
-        info = mlflow.sklearn.log_model(
-            pipeline,
-            name=MODEL_ARTIFACT,
-            serialization_format="skops",
-            skops_trusted_types=trusted_types,
-            pip_requirements=_PIP_REQUIREMENTS,
-            signature=signature,
-            registered_model_name=registered_name,
-        )
-        version = int(info.registered_model_version)
-        MlflowClient().set_registered_model_alias(registered_name, alias, str(version))
-    except MlflowException as exc:
-        raise TrackingError(
-            f"cannot log or register model {registered_name!r}: {exc.message}"
-        ) from exc
-    return version
-
-
-def load_registered_model_file(
-    name: str, alias: str, dst: str | Path | None = None
-) -> tuple[Path, int]:
-    """Download a registered model's files; return its ``.skops`` file and version.
-
-    The caller loads it with its own trusted-type list: MLflow's loader would trust
-    the list stored inside the model itself.
-
-    Raises:
-        TrackingError: no such model or alias.
-    """
-    folder = Path(dst) if dst else Path(tempfile.mkdtemp(prefix="featurepipe-model-"))
-    try:
-        version = int(MlflowClient().get_model_version_by_alias(name, alias).version)
-        local = mlflow.artifacts.download_artifacts(
-            f"models:/{name}/{version}", dst_path=str(folder)
-        )
-    except MlflowException as exc:
-        raise TrackingError(
-            f"registered model {name!r} with alias {alias!r} not found: {exc.message}; "
-            "train and register it first (notebooks/03_train)."
-        ) from exc
-    files = sorted(Path(local).rglob("*.skops"))
-    if not files:
-        raise TrackingError(f"registered model {name}@{alias} holds no .skops file")
-    return files[0], version

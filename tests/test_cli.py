@@ -104,13 +104,20 @@ def test_schema_command_names_an_unknown_source(project: Path) -> None:
     assert "no source 'nope'" in result.stderr and "weather" in result.stderr
 
 
-def test_connectors_lists_each_kind_with_stage_and_options(tmp_path) -> None:
+def test_connectors_lists_each_kind_with_stage_and_options(tmp_path, monkeypatch) -> None:
     result = run_cli("connectors", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert 'kind = "file" · beta ·' in result.stdout
     assert 'kind = "sql" · beta ·' in result.stdout
     assert 'kind = "http" · alpha ·' in result.stdout
+    assert 'kind = "push" · beta ·' in result.stdout
     for option in ("incremental", "storage_options", "primary_key", "password_env", "pagination"):
         assert option in result.stdout
+    monkeypatch.setenv("COLUMNS", "200")  # one line per option
+    http = run_cli("connectors", "http", cwd=tmp_path)
+    assert http.returncode == 0, http.stderr
+    for text in ("pagination.style", "auth.token_env", "HttpAuth | None", "ColumnHint | str"):
+        assert text in http.stdout
+    assert 'kind = "sql"' not in http.stdout
     unknown = run_cli("connectors", "ftp", cwd=tmp_path)
     assert unknown.returncode == 2 and "no connector 'ftp'" in unknown.stderr

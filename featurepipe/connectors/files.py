@@ -89,6 +89,8 @@ class FileSource(SourceBase[FileSourceConfig]):
                 f"`sources.{self.name}.path` and `storage_options`."
             ) from exc
         files = [f for f in files if f.kind == "file"]
+        if not files and cfg.incremental:
+            self._check_folder(fs, root)
         if not files and not cfg.incremental:
             what = "no file matches" if _GLOB_CHARS & set(cfg.path) else "file not found:"
             raise SourceError(
@@ -96,6 +98,25 @@ class FileSource(SourceBase[FileSourceConfig]):
                 "in featurepipe.toml."
             )
         return files
+
+    def _check_folder(self, fs: fsspec.AbstractFileSystem, root: str) -> None:
+        """An incremental source may match nothing yet, but its folder (a bucket for object
+        stores, where folders exist only while they hold files) must exist."""
+        static = root[: min((root.index(c) for c in _GLOB_CHARS if c in root), default=len(root))]
+        folder = static if static.endswith("/") else static.rpartition("/")[0]
+        local = "file" in fs.protocol or "local" in fs.protocol
+        where = (folder.rstrip("/") or "/") if local else folder.split("/", 1)[0]
+        try:
+            found = fs.isdir(where) if local else fs.exists(where)
+        except OSError:
+            found = False
+        if not found:
+            what = "folder" if local else "bucket"
+            raise SourceError(
+                f"source {self.name!r}: the {what} {where} of {self.config.path} does not "
+                f"exist; check `sources.{self.name}.path` (and `storage_options`), or create "
+                "it: an incremental source finds nothing there, which would load nothing."
+            )
 
     # ---- reading --------------------------------------------------------------------
 

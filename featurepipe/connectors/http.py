@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
+from urllib.parse import urljoin
 
 import httpx
 import polars as pl
@@ -30,7 +31,7 @@ from .base import Batch, BatchReader, CursorTracker, SourceBase
 __all__ = ["HttpSource", "flatten_structs", "select_records"]
 
 log = logging.getLogger(__name__)
-_MAX_RETRY_AFTER = 300.0  # seconds; a longer Retry-After fails instead of hanging the run
+_MAX_RETRY_AFTER = 300.0  # seconds; a 429 asking for a longer wait fails at once, not hangs
 
 
 class _Transient(Exception):
@@ -127,8 +128,10 @@ class HttpSource(SourceBase[HttpSourceConfig]):
                 if not token:
                     return
                 params[paging.cursor_param] = token
-            else:  # link: the next URL carries its own query
-                url, params = response.links.get("next", {}).get("url"), {}
+            else:  # link: the next URL carries its own query; it may be relative
+                following = response.links.get("next", {}).get("url")
+                url = urljoin(str(response.url), following) if following else None
+                params = {}
 
     def _get(
         self, client: httpx.Client, url: str, params: Mapping[str, Any], page: int
@@ -172,7 +175,14 @@ class HttpSource(SourceBase[HttpSourceConfig]):
         except httpx.TransportError as exc:
             raise _Transient(f"{type(exc).__name__}: {exc}") from exc
         if response.status_code == 429:
-            raise _Transient("HTTP 429 Too Many Requests", _retry_after(response))
+            wait = _retry_after(response)
+            if wait is not None and wait > _MAX_RETRY_AFTER:
+                raise SourceError(
+                    f"source {self.name!r}: GET {url}: HTTP 429 Too Many Requests with "
+                    f"Retry-After {wait:.0f} s, longer than the {_MAX_RETRY_AFTER:.0f} s a run "
+                    "waits; nothing from this pull is committed: run again after that time."
+                )
+            raise _Transient("HTTP 429 Too Many Requests", wait)
         if response.status_code >= 500:
             raise _Transient(f"HTTP {response.status_code} {_excerpt(response)}")
         return response
@@ -207,7 +217,7 @@ def _retry_after(response: httpx.Response) -> float | None:
         except (TypeError, ValueError):
             return None
         seconds = (when - datetime.now(UTC)).total_seconds()
-    return min(max(seconds, 0.0), _MAX_RETRY_AFTER)
+    return max(seconds, 0.0)
 
 
 def _excerpt(response: httpx.Response) -> str:

@@ -1,9 +1,14 @@
 """Move queued webhook events into NDJSON batch files in a bucket, and read them back as a table.
 
-Layout: ``{bucket}/{source}/{written at, UTC}-{random}.ndjson``, one event per line:
-``{"webhook_id": …, "received_at": …, "payload": {…}}``. A batch file appears whole or not
-at all (a local folder: temp file, fsync, rename; an object store through fsspec: one PUT),
-and queue entries are acknowledged only after their file is durable.
+Layout: ``{bucket}/{source}/{YYYYmmddTHHMMSS.nanoseconds}Z-{random}.ndjson``, named by the UTC
+time the file appears, one event per line: ``{"webhook_id": …, "received_at": …,
+"payload": {…}}``. A batch file appears whole or not at all (a local folder: temp file,
+fsync, rename; an object store through fsspec: one PUT), and queue entries are acknowledged
+only after their file is durable.
+
+Names sort by time, so the reader keeps a watermark instead of a list of every file ever
+read: files named more than ``late_seconds`` before the newest loaded one count as loaded,
+and only the names inside that window are remembered (see ``LoadWindow``).
 """
 
 from __future__ import annotations
@@ -11,10 +16,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,9 +37,13 @@ __all__ = [
     "LINEAGE_COLUMNS",
     "RECEIVED_AT_FORMAT",
     "BatchFlusher",
+    "LoadWindow",
     "PushSource",
+    "batch_lines",
+    "batch_name",
     "extract_push",
     "list_batches",
+    "name_time_ns",
     "write_batch",
 ]
 
@@ -42,6 +53,7 @@ LINEAGE_COLUMNS = ("webhook_id", "received_at")
 RECEIVED_AT_FORMAT = PUSH_RECEIVED_AT_FORMAT
 BATCH_SUFFIX = ".ndjson"
 RECENT_IDS = 20_000  # webhook ids kept in the state to drop duplicates across loads
+_NAME_TIME = re.compile(r"^(\d{8}T\d{6})\.(\d{9})Z")
 
 
 def _is_remote(bucket: str) -> bool:
@@ -91,6 +103,28 @@ def batch_lines(events: Sequence[QueuedEvent]) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
+def _stamp(ns: int) -> str:
+    """``YYYYmmddTHHMMSS.nnnnnnnnnZ`` of a UTC time in nanoseconds: sorts as the time does."""
+    seconds = datetime.fromtimestamp(ns // 10**9, UTC).strftime("%Y%m%dT%H%M%S")
+    return f"{seconds}.{ns % 10**9:09d}Z"
+
+
+def batch_name(now_ns: int | None = None) -> str:
+    """A batch file name: the UTC time (default: now) to the nanosecond, then a random part."""
+    stamp = _stamp(time.time_ns() if now_ns is None else now_ns)
+    return f"{stamp}-{uuid.uuid4().hex[:12]}{BATCH_SUFFIX}"
+
+
+def name_time_ns(name: str) -> int | None:
+    """The time in a batch file's name, in nanoseconds; None for a name not made by
+    ``batch_name``."""
+    match = _NAME_TIME.match(name)
+    if match is None:
+        return None
+    at = datetime.strptime(match[1], "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
+    return int(at.timestamp()) * 10**9 + int(match[2])
+
+
 def write_batch(
     bucket: str,
     source: str,
@@ -99,25 +133,27 @@ def write_batch(
 ) -> str:
     """Write one batch file atomically and durably; returns its name.
 
+    The name is taken as late as possible, right before the file becomes visible, so
+    names sort in the order files appear (the reader's watermark relies on it).
+
     Raises:
         SourceError: the bucket cannot be written.
     """
-    now = time.time_ns()  # names sort in the order batches were written
-    stamp = datetime.fromtimestamp(now // 10**9, UTC).strftime("%Y%m%dT%H%M%S")
-    name = f"{stamp}.{now % 10**9:09d}Z-{uuid.uuid4().hex[:12]}{BATCH_SUFFIX}"
     data = batch_lines(events)
     try:
         if _is_remote(bucket):
             fs, root = _remote_fs(bucket, storage_options)
+            name = batch_name()
             fs.pipe_file(f"{root}/{source}/{name}", data)  # one PUT: whole or absent
             return name
         folder = _local(bucket) / source
         folder.mkdir(parents=True, exist_ok=True)
-        temp = folder / f".{name}.tmp"
+        temp = folder / f".{uuid.uuid4().hex}.tmp"
         with open(temp, "wb") as out:
             out.write(data)
             out.flush()
             os.fsync(out.fileno())
+        name = batch_name()
         os.replace(temp, folder / name)
         _fsync_dir(folder)
     except OSError as exc:
@@ -231,8 +267,78 @@ def _as_text(value: Any) -> str | None:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+@dataclass(frozen=True)
+class LoadWindow:
+    """Which batch files of a source are loaded, in state that does not grow with the bucket.
+
+    Names sort by the time the files appeared, so everything named before ``cutoff`` counts
+    as loaded, and only the names loaded at or after it are listed. After each load the
+    cutoff moves to ``late_seconds`` before the newest loaded name: a batch that appears up
+    to ``late_seconds`` after a newer one (a receiver's clock a little behind, a slow upload
+    to an object store) is still loaded. One that appears later than that cannot be told
+    from a loaded one by its name; ``older`` (how many files were named before the cutoff
+    at the last load) makes such a file an error instead of a silent loss. (Deleting old
+    batch files lowers that count: a too-late file that appears while as many old ones are
+    deleted goes unnoticed.)
+
+    Attributes:
+        cutoff: names before this sort before the window ("" at first: no window yet).
+        loaded: names at or after ``cutoff`` that were loaded.
+        older: files named before ``cutoff`` at the last load.
+        late_seconds: how late a batch may appear and still be loaded.
+    """
+
+    cutoff: str
+    loaded: frozenset[str]
+    older: int
+    late_seconds: float
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any], late_seconds: float) -> LoadWindow:
+        """The window of a committed state (a list ``manifest`` of an older release too)."""
+        return cls(
+            cutoff=str(state.get("cutoff", "")),
+            loaded=frozenset(state.get("loaded", state.get("manifest", []))),
+            older=int(state.get("older", 0)),
+            late_seconds=late_seconds,
+        )
+
+    def new_names(self, names: Sequence[str], where: str) -> list[str]:
+        """The names of ``names`` (the bucket's listing) not loaded yet, oldest first.
+
+        Raises:
+            SourceError: files named before the cutoff appeared since the last load.
+        """
+        before = sum(1 for n in names if n < self.cutoff)
+        if before > self.older:
+            newest = max(self.loaded, default=self.cutoff)
+            raise SourceError(
+                f"push source {where}: {before - self.older} batch file(s) named before "
+                f"{self.cutoff} appeared after batches up to {newest} were loaded, i.e. more "
+                f"than late_seconds ({self.late_seconds:g} s) late: a receiver's clock is "
+                "behind or its upload stalled. They are not loaded. Fix that receiver's clock, "
+                f"then rename each of them (the most recently modified files named before "
+                f"{self.cutoff}) to a name after {newest} ending in .ndjson; the next run loads "
+                "them and drops events already loaded by webhook_id."
+            )
+        return sorted(n for n in names if n >= self.cutoff and n not in self.loaded)
+
+    def advance(self, names: Sequence[str], read: Sequence[str]) -> dict[str, Any]:
+        """The state after loading ``read`` out of the listing ``names``."""
+        loaded = self.loaded | set(read)
+        times = [t for n in loaded if (t := name_time_ns(n)) is not None]
+        cutoff = self.cutoff
+        if times:
+            cutoff = max(cutoff, _stamp(max(times) - int(self.late_seconds * 10**9)))
+        return {
+            "cutoff": cutoff,
+            "loaded": sorted(n for n in loaded if n >= cutoff),
+            "older": sum(1 for n in names if n < cutoff),
+        }
+
+
 class PushSource(SourceBase[PushSourceConfig]):
-    """The batch files a push source's receiver wrote, new ones only (a manifest in the state).
+    """The batch files a push source's receiver wrote, new ones only (a ``LoadWindow``).
 
     Every top-level key of the payloads becomes a text column (nested values as JSON
     text), so typing happens in ``schema`` like for any file; ``webhook_id`` and
@@ -246,19 +352,16 @@ class PushSource(SourceBase[PushSourceConfig]):
     summary = "signed webhooks (featurepipe serve) → queue → NDJSON batches in a bucket"
 
     def read(self, state: Mapping[str, Any]) -> BatchReader:
-        """Yield one batch per new batch file; return the manifest with them added."""
+        """Yield one batch per new batch file; return the window and the recent ids."""
         bucket, folder = self.config.bucket, self.name
-        done = set(state.get("manifest", []))
+        window = LoadWindow.from_state(state, self.config.late_seconds)
         try:
-            files = [
-                n
-                for n in list_batches(bucket, folder, self.config.storage_options)
-                if n not in done
-            ]
+            names = list_batches(bucket, folder, self.config.storage_options)
         except OSError as exc:
             raise SourceError(
                 f"push source {folder!r}: cannot list {bucket}/{folder}: {exc}"
             ) from exc
+        files = window.new_names(names, f"{folder!r} ({bucket}/{folder})")
         # ids of recently loaded events: an event flushed twice (crash between writing its
         # batch and acknowledging it) may land in a batch of a later load
         recent: list[str] = list(state.get("recent_ids", []))
@@ -269,7 +372,7 @@ class PushSource(SourceBase[PushSourceConfig]):
             yield Batch(frame, f"{bucket}/{folder}/{name}")
         if not files:
             yield Batch(_frame([]), f"{bucket}/{folder}")
-        return {"manifest": sorted(done | set(files)), "recent_ids": recent[-RECENT_IDS:]}
+        return {**window.advance(names, files), "recent_ids": recent[-RECENT_IDS:]}
 
     def _read_file(self, name: str, seen: set[str]) -> pl.DataFrame:
         bucket, folder = self.config.bucket, self.name
@@ -318,7 +421,7 @@ def extract_push(
     Args:
         table: the push source (its folder in the bucket).
         bucket: the bucket folder or URL.
-        processed: batch file names already loaded.
+        processed: batch file names already loaded (skipped).
 
     Returns:
         One row per distinct ``webhook_id``, lineage columns first.
@@ -332,5 +435,5 @@ def extract_push(
         bucket=bucket,
         storage_options=dict(storage_options or {}),
     )
-    extraction = PushSource(table, options).extract({"manifest": list(processed)})
+    extraction = PushSource(table, options).extract({"loaded": list(processed)})
     return extraction.collect()

@@ -7,6 +7,7 @@ writes them to the bucket and only then ``ack``s them, which removes them from t
 
 from __future__ import annotations
 
+import os
 import socket
 import sqlite3
 import threading
@@ -196,9 +197,12 @@ class RedisEventQueue:
 
     One stream per source (``{prefix}:{source}:events``) read through a consumer group,
     so several flushers share the work; a dedupe key per id (``SET NX EX``) is set in the
-    same Lua script as the ``XADD``. Entries a crashed flusher had taken are claimed
-    back after ``claim_idle_ms``. Durability across a Redis restart is Redis's own: run it
-    with ``appendonly yes`` and ``appendfsync always`` (or ``everysec``) for that.
+    same Lua script as the ``XADD``. Each receiver process is its own consumer,
+    ``{hostname}-{pid}``, so two receivers on one host never share a pending list. Entries
+    a crashed flusher had taken are taken over at once by the next receiver started on the
+    same host (the crashed one's pid is gone), and by any receiver after ``claim_idle_ms``.
+    Durability across a Redis restart is Redis's own: run it with ``appendonly yes`` and
+    ``appendfsync always`` (or ``everysec``, which can lose the last second) for that.
     """
 
     def __init__(
@@ -218,9 +222,7 @@ class RedisEventQueue:
         self.prefix = prefix
         self.dedupe_seconds = int(dedupe_seconds)
         self.claim_idle_ms = claim_idle_ms
-        # one name per host: a restarted receiver resumes the entries it had taken before
-        # it died at once (entries of a dead host are claimed after ``claim_idle_ms``)
-        self.consumer = consumer or socket.gethostname()
+        self.consumer = consumer or consumer_name()
         self._redis = redis.Redis.from_url(url, protocol=2)  # replies as lists, any server
         self._error = redis.RedisError
         self._put = self._redis.register_script(_PUT_SCRIPT)
@@ -237,7 +239,30 @@ class RedisEventQueue:
         except self._error as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+        self._adopt_dead_consumers(source)
         self._groups.add(source)
+
+    def _adopt_dead_consumers(self, source: str) -> None:
+        """Take over the entries of this host's receivers whose process is gone, then drop
+        them from the group (a restarted receiver has a new pid, hence a new name)."""
+        stream, host = self._stream(source), socket.gethostname()
+        consumers: Any = self._redis.xinfo_consumers(stream, "flushers")
+        for info in consumers:
+            name = _text(info["name"])
+            owner, _, pid = name.rpartition("-")
+            if name == self.consumer or owner != host or not pid.isdigit():
+                continue
+            if _process_alive(int(pid)):
+                continue
+            while True:
+                pending: Any = self._redis.xpending_range(
+                    stream, "flushers", "-", "+", 1000, consumername=name
+                )
+                if not pending:
+                    break
+                ids = [p["message_id"] for p in pending]
+                self._redis.xclaim(stream, "flushers", self.consumer, 0, ids, justid=True)
+            self._redis.xgroup_delconsumer(stream, "flushers", name)
 
     def put(self, source: str, webhook_id: str, received_at: datetime, body: bytes) -> bool:
         """XADD the event unless its id was seen; atomic in a Lua script."""
@@ -291,6 +316,25 @@ class RedisEventQueue:
     def close(self) -> None:
         """Close the connection pool."""
         self._redis.close()
+
+
+def consumer_name() -> str:
+    """This process's name in a Redis consumer group: ``{hostname}-{pid}``."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _from_fields(source: str, entry_id: bytes, fields: dict[bytes, bytes]) -> QueuedEvent:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal, Protocol
 
 import polars as pl
 
-from ..errors import DestinationError, SchemaError
+from ..errors import DestinationError
 
 __all__ = [
     "DISPOSITIONS",
@@ -18,15 +18,18 @@ __all__ = [
     "LOADS_SCHEMA",
     "LOADS_TABLE",
     "LOAD_ID",
+    "CommittedState",
     "Destination",
     "Disposition",
     "LoadResult",
     "SchemaMode",
     "check_load",
+    "check_table_name",
     "pinned_load_ids",
-    "schema_changes",
+    "require_versions",
     "schema_from_bytes",
     "schema_to_bytes",
+    "table_not_found",
     "with_lineage",
 ]
 
@@ -51,8 +54,22 @@ LOADS_SCHEMA = pl.Schema(
         "version": pl.Int64(),
         "state": pl.String(),
         "loaded_at": pl.Datetime("us", "UTC"),
+        "extracted_at": pl.Datetime("us", "UTC"),
     }
 )
+
+
+@dataclass(frozen=True)
+class CommittedState:
+    """The source state a load committed together with its rows.
+
+    Attributes:
+        load_id: the load that committed it.
+        state: the state as the caller encoded it (featurepipe: ``encode_state`` JSON).
+    """
+
+    load_id: str
+    state: str
 
 
 @dataclass(frozen=True)
@@ -94,8 +111,19 @@ class Destination(Protocol):
         source: str = "",
         schema_version: str = "",
         schema_mode: SchemaMode = "evolve",
+        extracted_at: datetime | None = None,
+        source_state: str | None = None,
     ) -> LoadResult:
-        """Load a frame in one atomic transaction; a load id already committed is skipped."""
+        """Load a frame in one atomic transaction; a load id already committed is skipped.
+
+        ``source_state`` (the source's next state) commits in the same transaction as the
+        rows, so a crash before the state file is written loses nothing: the next run
+        takes it back with :meth:`committed_state`. ``extracted_at`` goes to the loads table.
+        """
+        ...
+
+    def committed_state(self, table: str) -> CommittedState | None:
+        """The source state the table's latest load carrying one committed, if any."""
         ...
 
     def read(self, table: str, version: int | None = None) -> tuple[pl.LazyFrame, int]:
@@ -176,6 +204,49 @@ def check_load(
         )
 
 
+def check_table_name(table: str) -> None:
+    """Refuse a table name in the ``_fp_`` namespace of a SQL destination's own tables
+    (the loads table, the stored schemas, staging tables and key indexes).
+
+    Raises:
+        DestinationError: the name starts with ``_fp_``.
+    """
+    if table.startswith("_fp_"):
+        raise DestinationError(f"table {table!r}: names starting with _fp_ are reserved")
+
+
+def table_not_found(table: str, where: object) -> DestinationError:
+    """The error for a table no load has created yet in ``where`` (a folder, file or URL)."""
+    return DestinationError(
+        f"table {table!r} not found in {where}; run the ingest step "
+        "(featurepipe run, or notebooks/01_ingest) first."
+    )
+
+
+def require_versions(
+    tables: Iterable[str],
+    version: Callable[[str], int | None],
+    not_found: Callable[[str], DestinationError],
+) -> dict[str, int]:
+    """The latest version of each table, as a destination's ``versions`` gives them.
+
+    Args:
+        tables: the table names.
+        version: one table's latest version, ``None`` when it does not exist.
+        not_found: the error for a table that does not exist.
+
+    Raises:
+        DestinationError: a table does not exist.
+    """
+    result = {}
+    for table in tables:
+        found = version(table)
+        if found is None:
+            raise not_found(table)
+        result[table] = found
+    return result
+
+
 def with_lineage(
     frame: pl.DataFrame,
     load_id: str,
@@ -190,40 +261,6 @@ def with_lineage(
         pl.lit(load_id, pl.Categorical if dictionary else pl.String).alias(LOAD_ID),
         pl.lit(at).cast(pl.Datetime("us", "UTC")).alias(LOADED_AT),
     )
-
-
-def schema_changes(
-    table: str, current: pl.Schema, incoming: pl.Schema, schema_mode: str
-) -> list[str]:
-    """The columns ``incoming`` adds to ``current``; any other change is refused.
-
-    Args:
-        table: table name, for messages.
-        current: the stored table's schema (lineage columns included).
-        incoming: the schema of the rows about to be written.
-        schema_mode: ``evolve`` adds new columns; ``freeze`` refuses any change.
-
-    Raises:
-        SchemaError: under ``freeze`` a column was added, or a column changed type
-            (under either mode); nothing has been written.
-    """
-    added = [c for c in incoming if c not in current]
-    changed = [
-        f"{c} ({current[c]} -> {incoming[c]})"
-        for c in incoming
-        if c in current and incoming[c] != current[c] and incoming[c] != pl.Null
-    ]
-    if changed:
-        raise SchemaError(
-            f"table {table!r}: columns changed type: {', '.join(changed)}; nothing was written. "
-            "Cast them back to the stored type, or load into a new table."
-        )
-    if added and schema_mode == "freeze":
-        raise SchemaError(
-            f"table {table!r}: new columns {added} under schema contract 'freeze'; nothing "
-            "was written. Drop them, or set the table's schema contract to 'evolve'."
-        )
-    return added
 
 
 def schema_to_bytes(schema: pl.Schema) -> bytes:

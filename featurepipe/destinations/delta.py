@@ -4,12 +4,14 @@ Every load is one Delta commit that also carries a Delta transaction identifier
 (``app_id = featurepipe/<table>/<load id>``), so the commit and the proof that the load
 happened are one atomic step; a replay finds the identifier and is skipped. The loads
 table ``_fp_loads`` is appended after the data commit (never ahead of the data) and
-repaired on replay if a crash fell between the two.
+repaired on replay if a crash fell between the two. A load can carry its source's next
+state in the same commit's metadata, so the state is never behind the data either.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -30,17 +32,48 @@ from .base import (
     LOADED_AT,
     LOADS_SCHEMA,
     LOADS_TABLE,
+    CommittedState,
     Disposition,
     LoadResult,
     SchemaMode,
     check_load,
-    schema_changes,
+    require_versions,
+    table_not_found,
     with_lineage,
 )
+from .schema_evolution import SchemaChange, cast_columns, schema_changes
 
 __all__ = ["LOADED_AT", "LOAD_ID", "DeltaDestination"]
 
 _LOAD_KEY = "featurepipe.load_id"
+_STATE_KEY = "featurepipe.source_state"
+_EXTRACTED_KEY = "featurepipe.extracted_at"
+
+
+def _commit_mode(commit: dict[str, Any]) -> str:
+    """The write disposition a Delta commit's operation implies ('' if unknown)."""
+    if commit.get("operation") == "MERGE":
+        return "merge"
+    mode = str((commit.get("operationParameters") or {}).get("mode", "")).lower()
+    return {"append": "append", "overwrite": "replace"}.get(mode, "")
+
+
+def _stored(data: pl.DataFrame, delete_column: str | None) -> pl.Schema:
+    """The schema Delta stores for rows: categoricals as text, the delete flag dropped."""
+    return pl.Schema(
+        {
+            c: pl.String() if isinstance(t, pl.Categorical | pl.Enum) else t
+            for c, t in data.schema.items()
+            if c != delete_column
+        }
+    )
+
+
+def _plain(exc: BaseException) -> str:
+    """An error's text on one line, without the terminal colours and indented lines of
+    delta-rs error chains."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    return re.sub(r"\s*\n\s*", " ", text).strip()
 
 
 def _quote(column: str) -> str:
@@ -78,7 +111,8 @@ class DeltaDestination:
             return None
         except (DeltaError, OSError) as exc:
             raise DestinationError(
-                f"table {table!r}: cannot open {self.location(table)}: {exc}"
+                f"table {table!r}: cannot open {self.location(table)}: {_plain(exc)}; is the "
+                "store reachable, and are destination.path and storage_options right?"
             ) from exc
 
     def tables(self) -> list[str]:
@@ -104,20 +138,38 @@ class DeltaDestination:
         Raises:
             DestinationError: a table does not exist.
         """
-        result = {}
-        for table in tables:
-            version = self.version(table)
-            if version is None:
-                raise self._not_found(table)
-            result[table] = version
-        return result
+        return require_versions(tables, self.version, self._not_found)
 
     def loads(self) -> pl.DataFrame:
         """The loads table: one row per committed load."""
         delta = self._open(LOADS_TABLE)
         if delta is None:
             return LOADS_SCHEMA.to_frame()
-        return pl.read_delta(delta).select(LOADS_SCHEMA.names()).sort("loaded_at")
+        loads = pl.read_delta(delta)
+        missing = [  # loads tables written before a column existed
+            pl.lit(None, dtype).alias(c) for c, dtype in LOADS_SCHEMA.items() if c not in loads
+        ]
+        return loads.with_columns(missing).select(LOADS_SCHEMA.names()).sort("loaded_at")
+
+    def committed_state(self, table: str) -> CommittedState | None:
+        """The source state the table's latest load carrying one committed with its rows.
+
+        If a crash fell between that commit and its row in the loads table, the row is
+        written now.
+        """
+        delta = self._open(table)
+        if delta is None:
+            return None
+        for limit in (20, None):  # the recent commits first; the whole log if need be
+            history = delta.history(limit)
+            commit = next((h for h in history if h.get(_STATE_KEY) is not None), None)
+            if commit is not None or len(history) < (limit or 0):
+                break
+        if commit is None:
+            return None
+        load_id = str(commit[_LOAD_KEY])
+        self._record_replayed(table, delta, load_id, "", "", "")
+        return CommittedState(load_id, str(commit[_STATE_KEY]))
 
     def write(
         self,
@@ -131,6 +183,8 @@ class DeltaDestination:
         source: str = "",
         schema_version: str = "",
         schema_mode: SchemaMode = "evolve",
+        extracted_at: datetime | None = None,
+        source_state: str | None = None,
     ) -> LoadResult:
         """Load a frame as one Delta commit, adding ``_fp_load_id`` and ``_fp_loaded_at``.
 
@@ -145,6 +199,9 @@ class DeltaDestination:
             source: the source the rows came from, recorded in the loads table.
             schema_version: the schema version the rows follow, recorded in the loads table.
             schema_mode: ``evolve`` adds new columns; ``freeze`` refuses any schema change.
+            extracted_at: when the rows were extracted, recorded in the loads table.
+            source_state: the source's next state, committed in the same Delta commit
+                (its metadata); :meth:`committed_state` reads it back.
 
         Returns:
             What was loaded, and the table version after it.
@@ -157,34 +214,46 @@ class DeltaDestination:
         delta = self._open(table)
         app_id = f"featurepipe/{table}/{load_id}"
         if delta is not None and delta.transaction_version(app_id) is not None:
-            version = self._record_replayed(table, delta, load_id, mode, source, schema_version)
+            version = self._record_replayed(
+                table, delta, load_id, mode, source, schema_version, frame.height
+            )
             return LoadResult(table, 0, version, load_id, mode, skipped=True)
 
+        current = None if delta is None else self._schema(delta)
+        if current is not None:  # an all-null column takes the stored type
+            nulls = [c for c, t in frame.schema.items() if t == pl.Null and c in current]
+            frame = frame.with_columns(pl.col(c).cast(current[c]) for c in nulls)
         # categoricals stay dictionaries for Parquet; Delta stores them as strings
         encoded = to_destination("delta", table, frame, keep_dictionary=True)
         data = with_lineage(encoded, load_id, dictionary=True)
-        stored = pl.Schema(
-            {
-                c: pl.String() if isinstance(t, pl.Categorical | pl.Enum) else t
-                for c, t in data.schema.items()
-                if c != delete_column
-            }
-        )
-        added: list[str] = []
-        current = None if delta is None else self._schema(delta)
+        change = SchemaChange()
         if current is not None and (mode != "replace" or schema_mode == "freeze"):
-            added = schema_changes(table, current, stored, schema_mode)
+            change = schema_changes(table, current, _stored(data, delete_column), schema_mode)
+            data = cast_columns(table, data, change.cast)
+        added = bool(change.added)
+        metadata = {_LOAD_KEY: load_id}
+        if extracted_at is not None:
+            metadata[_EXTRACTED_KEY] = extracted_at.isoformat()
+        if source_state is not None:
+            metadata[_STATE_KEY] = source_state
         commit = CommitProperties(
-            custom_metadata={_LOAD_KEY: load_id},
-            app_transactions=[Transaction(app_id=app_id, version=0)],
+            custom_metadata=metadata, app_transactions=[Transaction(app_id=app_id, version=0)]
         )
         try:
             if delete_column and delta is None:  # a first merge: nothing to delete yet
                 data = data.filter(~pl.col(delete_column).fill_null(False)).drop(delete_column)
-            if mode == "merge" and delta is not None:
+            if change.widened and delta is not None:
                 strings = data.with_columns(pl.col(pl.Categorical, pl.Enum).cast(pl.String))
-                self._merge(delta, strings, primary_key, delete_column, bool(added), commit)
-            elif delta is not None and current == stored and isinstance(self.path, Path):
+                merge = (primary_key, delete_column) if mode == "merge" else None
+                self._rewrite(delta, table, strings, change.widened, merge, commit)
+            elif mode == "merge" and delta is not None:
+                strings = data.with_columns(pl.col(pl.Categorical, pl.Enum).cast(pl.String))
+                self._merge(delta, strings, primary_key, delete_column, added, commit)
+            elif (
+                delta is not None
+                and current == _stored(data, delete_column)
+                and isinstance(self.path, Path)
+            ):
                 self._commit_parquet(delta, table, data, mode == "replace", commit)
             else:
                 strings = data.with_columns(pl.col(pl.Categorical, pl.Enum).cast(pl.String))
@@ -201,10 +270,13 @@ class DeltaDestination:
             version = self._open_existing(table).version()
         except (DeltaError, OSError, pl.exceptions.PolarsError) as exc:
             raise DestinationError(
-                f"table {table!r}: could not write to {self.location(table)}: {exc}; "
-                "the table is unchanged"
+                f"table {table!r}: could not write to {self.location(table)}: {_plain(exc)}; "
+                "the table is unchanged. Check that the location is writable, has space and "
+                "is reachable."
             ) from exc
-        self._record(load_id, source, table, frame.height, schema_version, mode, version)
+        self._record(
+            load_id, source, table, frame.height, schema_version, mode, version, extracted_at
+        )
         return LoadResult(table, frame.height, version, load_id, mode)
 
     def _commit_parquet(
@@ -230,6 +302,38 @@ class DeltaDestination:
         add = AddAction(name, file.stat().st_size, {}, int(time.time() * 1000), True, stats)
         delta.create_write_transaction(
             [add], "overwrite" if overwrite else "append", delta.schema(), commit_properties=commit
+        )
+
+    def _rewrite(
+        self,
+        delta: DeltaTable,
+        table: str,
+        data: pl.DataFrame,
+        widened: dict[str, pl.DataType],
+        merge: tuple[Sequence[str], str | None] | None,
+        commit: CommitProperties,
+    ) -> None:
+        """Widen stored columns: the table rewritten in one commit, its rows cast to the
+        wider types and the batch appended, or merged in on ``merge`` (primary key, delete
+        column). Delta cannot change a column's type in place; this reads and writes the
+        whole table, once per widening."""
+        rows = pl.read_delta(delta).with_columns(pl.col(c).cast(t) for c, t in widened.items())
+        if merge is None:
+            rows = pl.concat([rows, data], how="diagonal")
+        else:  # matched rows keep the stored values of columns the batch lacks
+            keys, delete_column = list(merge[0]), merge[1]
+            kept = rows.join(data.select(keys), on=keys, how="anti")
+            if delete_column is not None:
+                data = data.filter(~pl.col(delete_column).fill_null(False)).drop(delete_column)
+            missing = [c for c in rows.columns if c not in data.columns]
+            if missing:
+                data = data.join(rows.select(*keys, *missing), on=keys, how="left")
+            rows = pl.concat([kept, data], how="diagonal")
+        rows.write_delta(
+            self.location(table),
+            mode="overwrite",
+            storage_options=self.storage_options,
+            delta_write_options={"commit_properties": commit, "schema_mode": "overwrite"},
         )
 
     def _merge(
@@ -265,7 +369,8 @@ class DeltaDestination:
     @staticmethod
     def _schema(delta: DeltaTable) -> pl.Schema:
         arrow = pa.schema(delta.schema().to_arrow())
-        return pl.from_arrow(arrow.empty_table()).schema  # type: ignore[union-attr]
+        # from_batches, not empty_table(): that one imports pandas (0.4 s on a first write)
+        return pl.from_arrow(pa.Table.from_batches([], schema=arrow)).schema  # type: ignore[union-attr]
 
     def _open_existing(self, table: str) -> DeltaTable:
         delta = self._open(table)
@@ -282,6 +387,7 @@ class DeltaDestination:
         schema_version: str,
         mode: str,
         version: int,
+        extracted_at: datetime | None,
     ) -> None:
         row = pl.DataFrame(
             [
@@ -295,13 +401,17 @@ class DeltaDestination:
                     "version": version,
                     "state": "committed",
                     "loaded_at": datetime.now(UTC),
+                    "extracted_at": extracted_at,
                 }
             ],
             schema=LOADS_SCHEMA,
         )
         try:
             row.write_delta(
-                self.location(LOADS_TABLE), mode="append", storage_options=self.storage_options
+                self.location(LOADS_TABLE),
+                mode="append",
+                storage_options=self.storage_options,
+                delta_write_options={"schema_mode": "merge"},  # older tables lack columns
             )
         except (DeltaError, OSError) as exc:
             raise DestinationError(
@@ -317,21 +427,40 @@ class DeltaDestination:
         mode: str,
         source: str,
         schema_version: str,
+        rows: int | None = None,
     ) -> int:
-        """The version a replayed load committed; records it if a crash skipped that."""
-        loads = self.loads().filter((pl.col("table") == table) & (pl.col("load_id") == load_id))
-        if loads.height:
-            return int(loads["version"][0])
+        """The version a replayed load committed; records it if a crash skipped that.
+
+        Options left empty (``mode``, ``source``, ``schema_version``) are taken from the
+        commit and the table's last recorded load; ``rows`` (the batch's row count, as
+        the load itself records it) when not given, from the rows carrying the load id.
+        """
+        loads = self.loads().filter(pl.col("table") == table)
+        done = loads.filter(pl.col("load_id") == load_id)
+        if done.height:
+            return int(done["version"][0])
         commit = next(
             (h for h in delta.history() if h.get(_LOAD_KEY) == load_id),
             {"version": delta.version()},
         )
         version = int(commit["version"])
-        rows = pl.scan_delta(
-            self.location(table), version=version, storage_options=self.storage_options
+        if rows is None:
+            scan = pl.scan_delta(
+                self.location(table), version=version, storage_options=self.storage_options
+            )
+            rows = scan.filter(pl.col(LOAD_ID) == load_id).select(pl.len()).collect().item()
+        last = loads.tail(1).to_dicts()[0] if loads.height else {}
+        extracted = commit.get(_EXTRACTED_KEY)
+        self._record(
+            load_id,
+            source or last.get("source") or table,
+            table,
+            rows,
+            schema_version or last.get("schema_version") or "",
+            mode or _commit_mode(commit) or last.get("disposition", ""),
+            version,
+            datetime.fromisoformat(str(extracted)) if extracted else None,
         )
-        count = rows.filter(pl.col(LOAD_ID) == load_id).select(pl.len()).collect().item()
-        self._record(load_id, source, table, count, schema_version, mode, version)
         return version
 
     def read(self, table: str, version: int | None = None) -> tuple[pl.LazyFrame, int]:
@@ -354,7 +483,4 @@ class DeltaDestination:
             ) from exc
 
     def _not_found(self, table: str) -> DestinationError:
-        return DestinationError(
-            f"table {table!r} not found in {self.path}; run the ingest step "
-            "(featurepipe run, or notebooks/01_ingest) first."
-        )
+        return table_not_found(table, self.path)

@@ -4,8 +4,8 @@ Rows are streamed with ``COPY … FROM STDIN (FORMAT csv)``. An append or replac
 straight into the table inside the load's transaction; a merge copies into a temporary
 staging table, then deletes flagged keys and upserts (``INSERT … ON CONFLICT``) from it.
 The rows, the table's stored polars schema (``_fp_tables``) and the load's record in
-``_fp_loads`` commit together or not at all; a table's version is the sequence number of
-its latest load.
+``_fp_loads`` (with the source's next state, when the caller gives it) commit together or
+not at all; a table's version is the sequence number of its latest load.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -27,16 +28,20 @@ from .base import (
     LOADED_AT,
     LOADS_SCHEMA,
     LOADS_TABLE,
+    CommittedState,
     Disposition,
     LoadResult,
     SchemaMode,
     check_load,
+    check_table_name,
     pinned_load_ids,
-    schema_changes,
+    require_versions,
     schema_from_bytes,
     schema_to_bytes,
+    table_not_found,
     with_lineage,
 )
+from .schema_evolution import cast_columns, schema_changes
 
 __all__ = ["PostgresDestination"]
 
@@ -59,10 +64,14 @@ CREATE TABLE IF NOT EXISTS {loads} (
     disposition text NOT NULL,
     state text NOT NULL,
     loaded_at timestamptz NOT NULL DEFAULT now(),
+    extracted_at timestamptz,
+    source_state text,
     UNIQUE (table_name, load_id)
 );
 CREATE TABLE IF NOT EXISTS {tables} (table_name text PRIMARY KEY, schema bytea NOT NULL);
 """
+# columns added to the loads table later: created on tables made before them
+_LOADS_ADDED = {"extracted_at": "timestamptz", "source_state": "text"}
 
 
 class PostgresDestination:
@@ -116,7 +125,9 @@ class PostgresDestination:
         except psycopg.errors.InsufficientPrivilege as exc:
             raise DestinationError(
                 f"PostgreSQL at {self._where()}, schema {self.schema!r}: permission denied: "
-                f"{exc}; grant the user CREATE and INSERT on that schema, or choose another"
+                f"{str(exc).strip()}; load as the role that owns the schema's tables, or grant "
+                "this user CREATE on the schema and INSERT on its tables (replace, merge and "
+                "schema changes also need ownership), or choose another schema"
             ) from exc
         except psycopg.Error as exc:
             raise DestinationError(f"PostgreSQL at {self._where()}: {exc}") from exc
@@ -159,14 +170,8 @@ class PostgresDestination:
         Raises:
             DestinationError: a table does not exist.
         """
-        result = {}
         with self._connect() as db:
-            for table in tables:
-                version = self._version(db, table)
-                if version is None:
-                    raise self._not_found(table)
-                result[table] = version
-        return result
+            return require_versions(tables, lambda t: self._version(db, t), self._not_found)
 
     def loads(self) -> pl.DataFrame:
         """The loads table: one row per committed load."""
@@ -175,10 +180,26 @@ class PostgresDestination:
                 return LOADS_SCHEMA.to_frame()
             query = sql.SQL(
                 "SELECT load_id, source, table_name, rows, schema_version, disposition, seq, "
-                "state, loaded_at FROM {} ORDER BY seq"
+                "state, loaded_at, extracted_at FROM {} ORDER BY seq"
             ).format(self._id(LOADS_TABLE))
+            self._upgrade_meta(db)
             rows = db.execute(query).fetchall()
         return pl.DataFrame(rows, schema=LOADS_SCHEMA, orient="row")
+
+    def committed_state(self, table: str) -> CommittedState | None:
+        """The source state the table's latest load carrying one committed with its rows."""
+        with self._connect() as db:
+            if not self._meta_exists(db):
+                return None
+            self._upgrade_meta(db)
+            row = db.execute(
+                sql.SQL(
+                    "SELECT load_id, source_state FROM {} WHERE table_name = %s "
+                    "AND source_state IS NOT NULL ORDER BY seq DESC LIMIT 1"
+                ).format(self._id(LOADS_TABLE)),
+                (table,),
+            ).fetchone()
+        return None if row is None else CommittedState(row[0], row[1])
 
     def write(
         self,
@@ -192,6 +213,8 @@ class PostgresDestination:
         source: str = "",
         schema_version: str = "",
         schema_mode: SchemaMode = "evolve",
+        extracted_at: datetime | None = None,
+        source_state: str | None = None,
     ) -> LoadResult:
         """Load a frame in one PostgreSQL transaction (see ``Destination.write``).
 
@@ -201,8 +224,7 @@ class PostgresDestination:
             SchemaError: a value or schema change PostgreSQL cannot take; nothing was written.
         """
         check_load(table, frame, mode, primary_key, delete_column)
-        if table.startswith("_fp_"):
-            raise DestinationError(f"table {table!r}: names starting with _fp_ are reserved")
+        check_table_name(table)
         lineage = with_lineage(frame.head(0), load_id)
         stored = lineage.drop(delete_column) if delete_column else lineage
         # the lineage columns are filled by their column defaults (the load id set for the
@@ -224,7 +246,11 @@ class PostgresDestination:
                 if done:
                     return LoadResult(table, 0, int(done[0]), load_id, mode, skipped=True)
                 db.execute("SELECT set_config(%s, %s, true)", (_LOAD_SETTING, load_id))
-                schema = self._prepare_table(db, table, stored.schema, mode, schema_mode)
+                schema, cast = self._prepare_table(db, table, stored.schema, mode, schema_mode)
+                if cast:  # narrower incoming types written in the stored (or widened) type
+                    encoded = to_destination(
+                        "postgres", table, cast_columns(table, frame, cast), keep_dictionary=True
+                    )
                 if mode == "merge":
                     self._merge(db, table, encoded, primary_key, delete_column)
                 else:
@@ -239,16 +265,26 @@ class PostgresDestination:
                 row = db.execute(
                     sql.SQL(
                         "INSERT INTO {} (load_id, source, table_name, rows, schema_version, "
-                        "disposition, state) VALUES (%s, %s, %s, %s, %s, %s, 'committed') "
-                        "RETURNING seq"
+                        "disposition, state, extracted_at, source_state) "
+                        "VALUES (%s, %s, %s, %s, %s, %s, 'committed', %s, %s) RETURNING seq"
                     ).format(self._id(LOADS_TABLE)),
-                    (load_id, source, table, frame.height, schema_version, mode),
+                    (
+                        load_id,
+                        source,
+                        table,
+                        frame.height,
+                        schema_version,
+                        mode,
+                        extracted_at,
+                        source_state,
+                    ),
                 ).fetchone()
         version = int(row[0]) if row else 0
         return LoadResult(table, frame.height, version, load_id, mode)
 
     def _create_meta(self, db: psycopg.Connection[Any]) -> None:
         if self._meta_exists(db):
+            self._upgrade_meta(db)
             return
         with db.transaction():
             db.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{self.schema}._fp",))
@@ -258,6 +294,30 @@ class PostgresDestination:
             db.execute(
                 sql.SQL(_META).format(loads=self._id(LOADS_TABLE), tables=self._id(TABLES_TABLE))
             )
+
+    def _upgrade_meta(self, db: psycopg.Connection[Any]) -> None:
+        """Add the loads-table columns a destination created by an older version lacks."""
+        present = {
+            r[0]
+            for r in db.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = %s AND table_name = %s",
+                (self.schema, LOADS_TABLE),
+            )
+        }
+        missing = [c for c in _LOADS_ADDED if c not in present]
+        if not missing:
+            return
+        with db.transaction():
+            db.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{self.schema}._fp",))
+            for column in missing:
+                db.execute(
+                    sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}").format(
+                        self._id(LOADS_TABLE),
+                        sql.Identifier(column),
+                        sql.SQL(_LOADS_ADDED[column]),
+                    )
+                )
 
     def _stored_schema(self, db: psycopg.Connection[Any], table: str) -> pl.Schema | None:
         row = db.execute(
@@ -273,8 +333,12 @@ class PostgresDestination:
         incoming: pl.Schema,
         mode: str,
         schema_mode: str,
-    ) -> pl.Schema:
-        """Create, replace or extend the table for the incoming rows; the schema it ends with."""
+    ) -> tuple[pl.Schema, dict[str, pl.DataType]]:
+        """Create, replace, extend or widen the table for the incoming rows.
+
+        Returns:
+            The schema the table ends with, and the incoming columns to cast to it.
+        """
         current = self._stored_schema(db, table)
         if current is None or (mode == "replace" and schema_mode == "evolve"):
             if current is not None:
@@ -288,9 +352,9 @@ class PostgresDestination:
                 for c, t in incoming.items()
             )
             db.execute(sql.SQL("CREATE TABLE {} ({})").format(self._id(table), columns))
-            return incoming
-        added = schema_changes(table, current, incoming, schema_mode)
-        for column in added:
+            return incoming, {}
+        change = schema_changes(table, current, incoming, schema_mode)
+        for column in change.added:
             db.execute(
                 sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
                     self._id(table),
@@ -298,9 +362,36 @@ class PostgresDestination:
                     sql.SQL(storage_type("postgres", incoming[column])),
                 )
             )
+        for column, dtype in change.widened.items():
+            self._widen(db, table, column, current[column], dtype)
         if mode == "replace":
             db.execute(sql.SQL("DELETE FROM {}").format(self._id(table)))
-        return pl.Schema({**current, **{c: incoming[c] for c in added}})
+        return change.schema(current, incoming), change.cast
+
+    def _widen(
+        self,
+        db: psycopg.Connection[Any],
+        table: str,
+        column: str,
+        stored: pl.DataType,
+        wider: pl.DataType,
+    ) -> None:
+        """Change a column to a wider type, converting its values (in the load's transaction)."""
+        old, new = storage_type("postgres", stored), storage_type("postgres", wider)
+        if old == new:  # int8 -> int16 (both smallint), categorical -> text: the schema only
+            return
+        # PostgreSQL casts boolean to integer only; numbers go through it
+        via = sql.SQL("::integer") if stored == pl.Boolean and new != "text" else sql.SQL("")
+        db.execute(
+            sql.SQL("ALTER TABLE {} ALTER COLUMN {} TYPE {} USING {}{}::{}").format(
+                self._id(table),
+                sql.Identifier(column),
+                sql.SQL(new),
+                sql.Identifier(column),
+                via,
+                sql.SQL(new),
+            )
+        )
 
     def _copy(
         self, db: psycopg.Connection[Any], target: sql.Composable, rows: pl.DataFrame
@@ -405,7 +496,4 @@ class PostgresDestination:
         return from_destination(raw, schema).lazy(), pinned
 
     def _not_found(self, table: str) -> DestinationError:
-        return DestinationError(
-            f"table {table!r} not found in {self.location(table)}; run the ingest step "
-            "(featurepipe run, or notebooks/01_ingest) first."
-        )
+        return table_not_found(table, self.location(table))

@@ -1,7 +1,8 @@
 """SQLite destination: one database file; each load is one SQLite transaction.
 
 The rows, the table's stored polars schema (``_fp_tables``) and the load's record in
-``_fp_loads`` commit together or not at all. A table's version is the sequence number
+``_fp_loads`` (with the source's next state, when the caller gives it) commit together or
+not at all. A table's version is the sequence number
 of its latest load in ``_fp_loads``.
 """
 
@@ -21,16 +22,20 @@ from .base import (
     LOAD_ID,
     LOADS_SCHEMA,
     LOADS_TABLE,
+    CommittedState,
     Disposition,
     LoadResult,
     SchemaMode,
     check_load,
+    check_table_name,
     pinned_load_ids,
-    schema_changes,
+    require_versions,
     schema_from_bytes,
     schema_to_bytes,
+    table_not_found,
     with_lineage,
 )
+from .schema_evolution import cast_columns, schema_changes
 
 __all__ = ["SqliteDestination"]
 
@@ -47,10 +52,15 @@ CREATE TABLE IF NOT EXISTS {LOADS_TABLE} (
     disposition TEXT NOT NULL,
     state TEXT NOT NULL,
     loaded_at TEXT NOT NULL,
+    extracted_at TEXT,
+    source_state TEXT,
     UNIQUE (table_name, load_id)
 );
 CREATE TABLE IF NOT EXISTS {TABLES_TABLE} (table_name TEXT PRIMARY KEY, schema BLOB NOT NULL);
 """
+
+# columns added to the loads table later: created on tables made before them
+_LOADS_ADDED = ("extracted_at", "source_state")
 
 _RAW = {"INTEGER": pl.Int64(), "REAL": pl.Float64(), "TEXT": pl.String(), "BLOB": pl.Binary()}
 
@@ -87,10 +97,14 @@ class SqliteDestination:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             connection = sqlite3.connect(self.path, isolation_level=None, timeout=30)
         except (sqlite3.Error, OSError) as exc:
-            raise DestinationError(f"cannot open SQLite database {self.path}: {exc}") from exc
+            raise DestinationError(
+                f"cannot open SQLite database {self.path}: {exc}; check destination.path: "
+                "its folder must be a directory you can write to"
+            ) from exc
         try:
             if write:
                 connection.executescript(_META)
+                _upgrade_meta(connection)
             yield connection
         except sqlite3.Error as exc:
             raise DestinationError(f"SQLite database {self.path}: {exc}") from exc
@@ -119,13 +133,7 @@ class SqliteDestination:
         Raises:
             DestinationError: a table does not exist.
         """
-        result = {}
-        for table in tables:
-            version = self.version(table)
-            if version is None:
-                raise _not_found(table, self.path)
-            result[table] = version
-        return result
+        return require_versions(tables, self.version, self._not_found)
 
     def loads(self) -> pl.DataFrame:
         """The loads table: one row per committed load."""
@@ -134,16 +142,32 @@ class SqliteDestination:
         with self._connect(write=False) as db:
             if not _has_meta(db):
                 return LOADS_SCHEMA.to_frame()
+            extracted = "extracted_at" if _loads_columns(db) >= {"extracted_at"} else "NULL"
             rows = db.execute(
                 "SELECT load_id, source, table_name, rows, schema_version, disposition, seq, "
-                f"state, loaded_at FROM {LOADS_TABLE} ORDER BY seq"
+                f"state, loaded_at, {extracted} FROM {LOADS_TABLE} ORDER BY seq"
             ).fetchall()
         raw = pl.DataFrame(
             rows, schema=LOADS_SCHEMA.names(), orient="row", infer_schema_length=None
         )
         return raw.with_columns(
-            pl.col("loaded_at").cast(pl.String).str.to_datetime(time_unit="us", time_zone="UTC")
+            pl.col(c).cast(pl.String).str.to_datetime(time_unit="us", time_zone="UTC")
+            for c in ("loaded_at", "extracted_at")
         ).cast(dict(LOADS_SCHEMA))  # type: ignore[arg-type]
+
+    def committed_state(self, table: str) -> CommittedState | None:
+        """The source state the table's latest load carrying one committed with its rows."""
+        if not self.path.exists():
+            return None
+        with self._connect(write=False) as db:
+            if not _has_meta(db) or "source_state" not in _loads_columns(db):
+                return None
+            row = db.execute(
+                f"SELECT load_id, source_state FROM {LOADS_TABLE} WHERE table_name = ? "
+                "AND source_state IS NOT NULL ORDER BY seq DESC LIMIT 1",
+                (table,),
+            ).fetchone()
+        return None if row is None else CommittedState(row[0], row[1])
 
     def write(
         self,
@@ -157,6 +181,8 @@ class SqliteDestination:
         source: str = "",
         schema_version: str = "",
         schema_mode: SchemaMode = "evolve",
+        extracted_at: datetime | None = None,
+        source_state: str | None = None,
     ) -> LoadResult:
         """Load a frame in one SQLite transaction (see ``Destination.write``).
 
@@ -165,8 +191,7 @@ class SqliteDestination:
             SchemaError: a value or schema change SQLite cannot take; nothing was written.
         """
         check_load(table, frame, mode, primary_key, delete_column)
-        if table.startswith("_fp_"):
-            raise DestinationError(f"table {table!r}: names starting with _fp_ are reserved")
+        check_table_name(table)
         lineage = with_lineage(frame, load_id)
         stored = lineage.drop(delete_column) if delete_column else lineage
         encoded = to_destination("sqlite", table, lineage)
@@ -180,20 +205,9 @@ class SqliteDestination:
                 if done:
                     db.execute("ROLLBACK")
                     return LoadResult(table, 0, int(done[0]), load_id, mode, skipped=True)
-                current = _stored_schema(db, table)
-                if current is None or (mode == "replace" and schema_mode == "evolve"):
-                    if current is not None:
-                        db.execute(f"DROP TABLE {_q(table)}")
-                    _create(db, table, stored.schema)
-                    schema = stored.schema
-                else:
-                    added = schema_changes(table, current, stored.schema, schema_mode)
-                    for column in added:
-                        kind = storage_type("sqlite", stored.schema[column])
-                        db.execute(f"ALTER TABLE {_q(table)} ADD COLUMN {_q(column)} {kind}")
-                    schema = pl.Schema({**current, **{c: stored.schema[c] for c in added}})
-                    if mode == "replace":
-                        db.execute(f"DELETE FROM {_q(table)}")
+                schema, cast = _prepare_table(db, table, stored.schema, mode, schema_mode)
+                if cast:  # narrower incoming types written in the stored (or widened) type
+                    encoded = to_destination("sqlite", table, cast_columns(table, lineage, cast))
                 _insert(db, table, encoded, mode, primary_key, delete_column)
                 db.execute(
                     f"INSERT OR REPLACE INTO {TABLES_TABLE} VALUES (?, ?)",
@@ -201,8 +215,8 @@ class SqliteDestination:
                 )
                 cursor = db.execute(
                     f"INSERT INTO {LOADS_TABLE} (load_id, source, table_name, rows, "
-                    "schema_version, disposition, state, loaded_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, 'committed', ?)",
+                    "schema_version, disposition, state, loaded_at, extracted_at, "
+                    "source_state) VALUES (?, ?, ?, ?, ?, ?, 'committed', ?, ?, ?)",
                     (
                         load_id,
                         source,
@@ -211,6 +225,8 @@ class SqliteDestination:
                         schema_version,
                         mode,
                         datetime.now(UTC).isoformat(),
+                        extracted_at.astimezone(UTC).isoformat() if extracted_at else None,
+                        source_state,
                     ),
                 )
                 version = int(cursor.lastrowid or 0)
@@ -218,8 +234,8 @@ class SqliteDestination:
             except sqlite3.Error as exc:
                 _rollback(db)
                 raise DestinationError(
-                    f"table {table!r}: could not write to {self.path}: {exc}; "
-                    "the database is unchanged"
+                    f"table {table!r}: could not write to {self.path}: {exc}; the database is "
+                    "unchanged. Check that the file and its folder are writable and have space."
                 ) from exc
             except BaseException:
                 _rollback(db)
@@ -233,11 +249,11 @@ class SqliteDestination:
             DestinationError: the table does not exist, or the version cannot be read.
         """
         if not self.path.exists():
-            raise _not_found(table, self.path)
+            raise self._not_found(table)
         with self._connect(write=False) as db:
             schema = _stored_schema(db, table) if _has_meta(db) else None
             if schema is None:
-                raise _not_found(table, self.path)
+                raise self._not_found(table)
             loads = db.execute(
                 f"SELECT seq, load_id, disposition FROM {LOADS_TABLE} "
                 "WHERE table_name = ? ORDER BY seq",
@@ -255,6 +271,9 @@ class SqliteDestination:
         raw = pl.DataFrame(rows, schema=raw_schema, orient="row")
         return from_destination(raw, schema).lazy(), pinned
 
+    def _not_found(self, table: str) -> DestinationError:
+        return table_not_found(table, self.path)
+
 
 def _rollback(db: sqlite3.Connection) -> None:
     # SQLite rolls back by itself on some errors (a full disk); then there is nothing to undo
@@ -267,6 +286,22 @@ def _has_meta(db: sqlite3.Connection) -> bool:
         "SELECT count(*) FROM sqlite_master WHERE name IN (?, ?)", (LOADS_TABLE, TABLES_TABLE)
     ).fetchone()
     return bool(found and found[0] == 2)
+
+
+def _loads_columns(db: sqlite3.Connection) -> set[str]:
+    return {r[1] for r in db.execute(f"PRAGMA table_info({LOADS_TABLE})")}
+
+
+def _upgrade_meta(db: sqlite3.Connection) -> None:
+    """Add the loads-table columns a database made by an older version lacks."""
+    present = _loads_columns(db)
+    for column in _LOADS_ADDED:
+        if column not in present:
+            try:
+                db.execute(f"ALTER TABLE {LOADS_TABLE} ADD COLUMN {column} TEXT")
+            except sqlite3.OperationalError as exc:  # another writer added it first
+                if "duplicate column" not in str(exc):
+                    raise
 
 
 def _version(db: sqlite3.Connection, table: str) -> int | None:
@@ -286,6 +321,61 @@ def _stored_schema(db: sqlite3.Connection, table: str) -> pl.Schema | None:
 def _create(db: sqlite3.Connection, table: str, schema: pl.Schema) -> None:
     columns = ", ".join(f"{_q(c)} {storage_type('sqlite', t)}" for c, t in schema.items())
     db.execute(f"CREATE TABLE {_q(table)} ({columns})")
+
+
+def _prepare_table(
+    db: sqlite3.Connection, table: str, incoming: pl.Schema, mode: str, schema_mode: str
+) -> tuple[pl.Schema, dict[str, pl.DataType]]:
+    """Create, replace, extend or widen the table for the incoming rows.
+
+    Returns:
+        The schema the table ends with, and the incoming columns to cast to it.
+    """
+    current = _stored_schema(db, table)
+    if current is None or (mode == "replace" and schema_mode == "evolve"):
+        if current is not None:
+            db.execute(f"DROP TABLE {_q(table)}")
+        _create(db, table, incoming)
+        return incoming, {}
+    change = schema_changes(table, current, incoming, schema_mode)
+    for column in change.added:
+        kind = storage_type("sqlite", incoming[column])
+        db.execute(f"ALTER TABLE {_q(table)} ADD COLUMN {_q(column)} {kind}")
+    schema = change.schema(current, incoming)
+    if change.widened:
+        _widen(db, table, current, schema)
+    if mode == "replace":
+        db.execute(f"DELETE FROM {_q(table)}")
+    return schema, change.cast
+
+
+def _converted(column: str, stored: pl.DataType, wider: pl.DataType) -> str | None:
+    """SQL turning a column's stored values into the wider type's form (None: unchanged)."""
+    old, new = storage_type("sqlite", stored), storage_type("sqlite", wider)
+    if stored == pl.Date and isinstance(wider, pl.Datetime):
+        return f"{_q(column)} || ' 00:00:00.000000'"  # the text form of a datetime
+    if old == new:
+        return None
+    if stored == pl.Boolean and wider == pl.String:  # spelled as polars casts it
+        return f"CASE {_q(column)} WHEN 1 THEN 'true' WHEN 0 THEN 'false' END"
+    return f"CAST({_q(column)} AS {new})"
+
+
+def _widen(db: sqlite3.Connection, table: str, current: pl.Schema, schema: pl.Schema) -> None:
+    """Give columns their wider types. SQLite cannot change a column's type, so the table
+    is rebuilt with the values converted, inside the load's transaction (its key index
+    is made again by the next merge)."""
+    exprs = {c: _converted(c, current[c], t) for c, t in schema.items() if c in current}
+    if all(e is None for e in exprs.values()):
+        return  # same storage and form (int8 -> int64, categorical -> text): the schema only
+    rebuilt = f"_fp_widen_{table}"
+    db.execute(f"DROP TABLE IF EXISTS {_q(rebuilt)}")
+    _create(db, rebuilt, schema)
+    names = ", ".join(_q(c) for c in exprs)
+    values = ", ".join(e or _q(c) for c, e in exprs.items())
+    db.execute(f"INSERT INTO {_q(rebuilt)} ({names}) SELECT {values} FROM {_q(table)}")
+    db.execute(f"DROP TABLE {_q(table)}")
+    db.execute(f"ALTER TABLE {_q(rebuilt)} RENAME TO {_q(table)}")
 
 
 def _insert(
@@ -316,10 +406,3 @@ def _insert(
         )
         statement += f" ON CONFLICT ({keys}) DO UPDATE SET {updates}"
     db.executemany(statement, rows.iter_rows())
-
-
-def _not_found(table: str, path: Path) -> DestinationError:
-    return DestinationError(
-        f"table {table!r} not found in {path}; run the ingest step "
-        "(featurepipe run, or notebooks/01_ingest) first."
-    )

@@ -62,6 +62,8 @@ class Api:
             return PlainTextResponse("upstream exploded", status_code=500)
         if fault == "429":
             return PlainTextResponse("slow down", status_code=429, headers={"Retry-After": "1"})
+        if fault == "429-hour":
+            return PlainTextResponse("quota", status_code=429, headers={"Retry-After": "3600"})
         if fault == "slow":
             await asyncio.sleep(1.5)
             return None
@@ -93,7 +95,13 @@ class Api:
         chunk = self.records[(n - 1) * PER_PAGE : n * PER_PAGE]
         headers = {}
         if n * PER_PAGE < len(self.records):
-            headers["Link"] = f'<{request.url.replace_query_params(page=n + 1)}>; rel="next"'
+            relative = request.query_params.get("relative")  # a path relative to this URL
+            target = (
+                f"link?page={n + 1}&relative=1"
+                if relative
+                else str(request.url.replace_query_params(page=n + 1))
+            )
+            headers["Link"] = f'<{target}>; rel="next"'
         return JSONResponse(chunk, headers=headers)
 
     async def auth(self, request: Request) -> Response:

@@ -88,6 +88,35 @@ def test_large_file_comes_in_bounded_batches(tmp_path) -> None:
         assert max(sizes) <= 1_000 and sum(sizes) in (10_000, 2_500), name
 
 
+def test_parquet_is_read_in_batches_of_at_most_batch_rows(tmp_path) -> None:
+    rows = pl.DataFrame({"id": range(10_000), "name": [f"n{i}" for i in range(10_000)]})
+    rows.write_parquet(tmp_path / "big.parquet", row_group_size=4_096)
+    source = _source(tmp_path / "big.parquet", format="parquet", batch_rows=1_500)
+    frames = list(FileSource("big", source).extract())
+    assert len(frames) >= 7 and max(f.height for f in frames) <= 1_500
+    assert pl.concat(frames).equals(rows)  # every row once, in order, types kept
+
+
+def test_incremental_source_in_a_missing_folder_is_an_error(tmp_path, s3_bucket) -> None:
+    (tmp_path / "empty").mkdir()
+    config = _source(tmp_path / "empty" / "*.csv", incremental=True, write_disposition="append")
+    assert FileSource("drops", config).extract().collect().height == 0  # nothing there yet
+    for path in (tmp_path / "nope" / "*.csv", tmp_path / "nope" / "a.csv"):
+        config = _source(path, incremental=True, write_disposition="append")
+        with pytest.raises(
+            SourceError, match=rf"source 'drops': the folder {tmp_path / 'nope'} of .* not exist"
+        ):
+            FileSource("drops", config).extract().collect()
+    bucket, options = s3_bucket
+    for url, ok in ((f"s3://{bucket}/in/*.csv", True), ("s3://no-such-bucket/in/*.csv", False)):
+        config = _source(url, incremental=True, write_disposition="append", storage_options=options)
+        if ok:
+            assert FileSource("drops", config).extract().collect().height == 0
+            continue
+        with pytest.raises(SourceError, match="the bucket no-such-bucket of .* does not exist"):
+            FileSource("drops", config).extract().collect()
+
+
 def test_incremental_reads_only_new_or_changed_files(tmp_path) -> None:
     drop = tmp_path / "drop"
     drop.mkdir()

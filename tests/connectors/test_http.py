@@ -85,6 +85,24 @@ def test_retries_500s_timeouts_and_honours_retry_after(api, caplog) -> None:
     assert "HTTP 500" in caplog.text and "timed out" in caplog.text and "429" in caplog.text
 
 
+def test_a_retry_after_beyond_the_cap_fails_at_once(api) -> None:
+    served, url = api
+    key = _key()
+    served.faults[key] = ["429-hour"]
+    source = _source(url, f"/page/{key}", records="data", pagination={"style": "page"})
+    with pytest.raises(SourceError, match=r"HTTP 429 .*Retry-After 3600 s, longer than the 300 s"):
+        source.extract().collect()
+    assert len(served.hits[key]) == 1  # no retry, no hour-long wait
+
+
+def test_a_relative_link_header_is_resolved_against_the_page_url(api) -> None:
+    served, url = api
+    source = _source(url, "/link", params={"relative": 1}, pagination={"style": "link"})
+    pages = [frame["id"].to_list() for frame in source.extract()]
+    assert len(pages) == 5 and pages[1][0] == 51
+    assert sorted(i for page in pages for i in page) == [r["id"] for r in served.records]
+
+
 def test_gives_up_with_a_clear_error_and_commits_nothing(api, tmp_path) -> None:
     served, url = api
     key = _key()

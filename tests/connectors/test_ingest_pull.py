@@ -66,6 +66,17 @@ def test_ingest_pulls_only_new_rows_and_commits_state_after_the_load(
     assert first.returncode == 0, first.stderr + first.stdout
     assert fp.read_table("orders", project=project).height == 2_000
     assert fp.StateStore(project / "warehouse").read("orders")["lineage"]["rows"] == 2_000
+    # lineage reaches the step summary, its MLflow copy and the loads table
+    (summary_file,) = (project / "runs").glob("*/01_ingest.summary.json")
+    (artifact,) = (project / "mlruns").rglob("01_ingest.summary.json")
+    summary = json.loads(summary_file.read_text())
+    assert json.loads(artifact.read_text())["lineage"] == summary["lineage"]
+    (lineage,) = summary["lineage"]
+    (load,) = fp.open_warehouse(fp.load_config(project)).loads().to_dicts()
+    assert lineage["source"] == "orders" and lineage["rows"] == 2_000
+    assert lineage["load_id"] == load["load_id"] == summary_file.parent.name
+    assert datetime.fromisoformat(lineage["extracted_at"]) == load["extracted_at"]
+    assert load["extracted_at"] < load["loaded_at"]
 
     later = t0 + timedelta(hours=1)
     postgres.execute(insert, [(i, later, i) for i in range(2001, 2051)])

@@ -1,8 +1,15 @@
 """Queue backends keep what they committed across a reopen, store a replayed id once, and give
-back what a crashed flusher had taken; the same tests run on SQLite and Redis Streams."""
+back what a crashed flusher had taken; the same tests run on SQLite and Redis Streams.
+Redis receivers on one host are separate consumers, and a restarted one adopts a dead one's
+entries."""
 
 from __future__ import annotations
 
+import json
+import os
+import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -65,3 +72,58 @@ def test_events_a_crashed_flusher_took_are_taken_again(location: tuple[str, str]
 def test_unknown_backend_is_named() -> None:
     with pytest.raises(SourceError, match="unknown backend"):
         open_event_queue("kafka://127.0.0.1:9092")
+
+
+TAKER = """
+import json, sys
+from featurepipe.connectors.push_queue import open_event_queue
+queue = open_event_queue(sys.argv[1], prefix=sys.argv[2])
+taken = [e.webhook_id for e in queue.take("orders", 3)]
+print(json.dumps({"consumer": queue.consumer, "taken": taken}), flush=True)
+sys.stdin.read()  # alive, holding its entries, until the test kills it
+"""
+
+
+def test_redis_receivers_on_one_host_keep_their_entries_apart_and_adopt_a_dead_ones(
+    tmp_path: Path,
+) -> None:
+    url, prefix = queue_url("redis", tmp_path)
+    queue = open_event_queue(url, prefix=prefix)
+    other = None
+    try:
+        for i in range(6):
+            queue.put("orders", f"msg_{i}", utc_now(), b"{}")
+        other = subprocess.Popen(
+            [sys.executable, "-c", TAKER, url, prefix],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert other.stdout is not None
+        held = json.loads(other.stdout.readline())
+        assert held["consumer"] == f"{socket.gethostname()}-{other.pid}"
+        assert queue.consumer == f"{socket.gethostname()}-{os.getpid()}"  # type: ignore[attr-defined]
+        mine = queue.take("orders", 10)
+        # the live receiver's entries are not handed out again on this host
+        assert [e.webhook_id for e in mine] == [f"msg_{i}" for i in range(3, 6)]
+        assert held["taken"] == [f"msg_{i}" for i in range(3)]
+        queue.ack("orders", mine)
+        other.kill()
+        other.wait(10)
+        # a receiver started after the crash takes the dead one's entries at once,
+        # long before claim_idle_ms (30 s) would hand them to any receiver
+        successor = open_event_queue(url, prefix=prefix)
+        assert [e.webhook_id for e in successor.take("orders", 10)] == held["taken"]
+        consumers = successor._redis.xinfo_consumers(f"{prefix}:orders:events", "flushers")  # type: ignore[attr-defined]
+        assert held["consumer"] not in {c["name"].decode() for c in consumers}
+        successor.close()
+    finally:
+        if other is not None:
+            if other.poll() is None:
+                other.kill()
+                other.wait(10)
+            for pipe in (other.stdin, other.stdout):
+                assert pipe is not None
+                pipe.close()
+        queue.close()
+        drop_redis_prefix(prefix)

@@ -1,5 +1,5 @@
 """``featurepipe serve`` as a user runs it: config errors, a signed event end to end into the
-warehouse, and a SIGTERM that drains and exits 0."""
+warehouse, and a SIGTERM that drains (a request in flight is answered and flushed) and exits 0."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -14,6 +17,7 @@ import pytest
 
 import featurepipe as fp
 from featurepipe.config import PushSourceConfig, load_config
+from featurepipe.connectors.push_bucket import extract_push
 from featurepipe.errors import ConfigError
 
 from ..conftest import run_cli
@@ -114,7 +118,7 @@ def test_signed_event_reaches_the_warehouse_and_sigterm_drains(tmp_path: Path) -
     assert loaded["customer"].to_list() == [{"id": 0}, {"id": 1}, {"id": 2}]  # JSON text typed
     assert loaded.schema["received_at"].is_temporal()
     again = fp.extract_source("orders", source, state.read("orders"), load_id="l2").collect()
-    assert again.height == 0  # the manifest remembers the loaded batch
+    assert again.height == 0  # the load window remembers the loaded batch
 
 
 def test_serve_on_a_port_in_use_exits_1_with_advice(tmp_path: Path) -> None:
@@ -135,3 +139,60 @@ def test_serve_on_a_port_in_use_exits_1_with_advice(tmp_path: Path) -> None:
         )
     assert result.returncode == 1, result.stderr
     assert "--port" in result.stderr and str(port) in result.stderr
+
+
+def test_sigterm_during_a_slow_request_answers_it_then_flushes_it(tmp_path: Path) -> None:
+    secret = new_secret()
+    project = push_project(tmp_path, flush_age=3600)  # only the shutdown flushes
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "featurepipe", "serve", "-C", str(project), "--port", str(port)],
+            env={**os.environ, "ORDERS_SECRET": secret},
+            stdout=out,
+            stderr=out,
+        )
+    body = event_body(42, note="sent slowly")
+    headers = signed_headers(secret, body, webhook_id="msg_in_flight")
+    first_part_sent = threading.Event()
+    answers: list[httpx.Response | BaseException] = []
+
+    def slow_body() -> Iterator[bytes]:
+        yield body[:10]
+        first_part_sent.set()
+        time.sleep(2)  # the SIGTERM arrives while the rest is still on its way
+        yield body[10:]
+
+    def post() -> None:
+        try:
+            answers.append(
+                httpx.post(
+                    f"http://127.0.0.1:{port}/hooks/orders",
+                    content=slow_body(),
+                    headers=headers,
+                    timeout=30,
+                )
+            )
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            answers.append(exc)
+
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}")
+        sender = threading.Thread(target=post)
+        sender.start()
+        assert first_part_sent.wait(10)
+        time.sleep(0.2)  # the request head and first bytes have reached the receiver
+        process.send_signal(signal.SIGTERM)
+        sender.join(30)
+        assert process.wait(30) == 0, log.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    [answer] = answers
+    assert isinstance(answer, httpx.Response), answer
+    assert answer.status_code == 200 and answer.json()["accepted"] == "msg_in_flight"
+    frame = extract_push("orders", str(project / "bucket"))
+    assert frame["webhook_id"].to_list() == ["msg_in_flight"]
+    assert frame["note"].to_list() == ["sent slowly"]

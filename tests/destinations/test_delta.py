@@ -65,3 +65,40 @@ def test_loads_into_an_existing_table_commit_polars_parquet_read_back_as_strings
         (1, "a", "L1"), (1, "a", "L2"), (2, None, "L1"), (2, None, "L2")
     ]  # fmt: skip
     assert warehouse.write("t", frame, load_id="L2", mode="append").skipped
+
+
+@pytest.mark.parametrize("mode", ["append", "replace", "merge"])
+def test_a_crash_between_data_commit_and_loads_record_is_repaired_by_the_rerun(
+    tmp_path, monkeypatch, mode
+) -> None:
+    warehouse = DeltaDestination(tmp_path)
+    options = {"primary_key": ["k"]} if mode == "merge" else {}
+    first = pl.DataFrame({"k": [1, 2], "v": ["a", "b"]})
+    warehouse.write("t", first, load_id="L1", mode=mode, **options)
+    batch = pl.DataFrame({"k": [2, 3, 4], "v": ["B", "c", "d"]})
+
+    def crash(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("killed between the data commit and the loads record")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(DeltaDestination, "_record", crash)
+        with pytest.raises(RuntimeError, match="killed"):
+            warehouse.write("t", batch, load_id="L2", mode=mode, source="s", **options)
+    assert warehouse.version("t") == 1  # the data committed
+    assert warehouse.loads()["load_id"].to_list() == ["L1"]  # the record did not
+    content = warehouse.read("t")[0].collect().sort("k")
+    # a later load commits before the rerun, so the repair must find L2's own commit
+    warehouse.write("t", pl.DataFrame({"k": [9], "v": ["z"]}), load_id="L3", mode="append")
+    after_l3 = warehouse.read("t")[0].collect().sort("k")
+
+    rerun = warehouse.write("t", batch, load_id="L2", mode=mode, source="s", **options)
+    assert rerun.skipped and rerun.version == 1
+    assert warehouse.version("t") == 2  # nothing written again
+    assert warehouse.read("t")[0].collect().sort("k").equals(after_l3)
+    assert warehouse.read("t", version=1)[0].collect().sort("k").equals(content)
+    loads = warehouse.loads().filter(pl.col("load_id") == "L2")
+    assert loads.select("source", "table", "rows", "disposition", "version").rows() == [
+        ("s", "t", 3, mode, 1)
+    ]
+    again = warehouse.write("t", batch, load_id="L2", mode=mode, source="s", **options)
+    assert again.skipped and warehouse.loads()["load_id"].to_list() == ["L1", "L3", "L2"]
