@@ -10,7 +10,7 @@ from typing import Literal, Protocol
 
 import polars as pl
 
-from ..errors import DestinationError, SchemaError
+from ..errors import DestinationError
 
 __all__ = [
     "DISPOSITIONS",
@@ -27,7 +27,6 @@ __all__ = [
     "check_table_name",
     "pinned_load_ids",
     "require_versions",
-    "schema_changes",
     "schema_from_bytes",
     "schema_to_bytes",
     "table_not_found",
@@ -262,40 +261,6 @@ def with_lineage(
         pl.lit(load_id, pl.Categorical if dictionary else pl.String).alias(LOAD_ID),
         pl.lit(at).cast(pl.Datetime("us", "UTC")).alias(LOADED_AT),
     )
-
-
-def schema_changes(
-    table: str, current: pl.Schema, incoming: pl.Schema, schema_mode: str
-) -> list[str]:
-    """The columns ``incoming`` adds to ``current``; any other change is refused.
-
-    Args:
-        table: table name, for messages.
-        current: the stored table's schema (lineage columns included).
-        incoming: the schema of the rows about to be written.
-        schema_mode: ``evolve`` adds new columns; ``freeze`` refuses any change.
-
-    Raises:
-        SchemaError: under ``freeze`` a column was added, or a column changed type
-            (under either mode); nothing has been written.
-    """
-    added = [c for c in incoming if c not in current]
-    changed = [
-        f"{c} ({current[c]} -> {incoming[c]})"
-        for c in incoming
-        if c in current and incoming[c] != current[c] and incoming[c] != pl.Null
-    ]
-    if changed:
-        raise SchemaError(
-            f"table {table!r}: columns changed type: {', '.join(changed)}; nothing was written. "
-            "Cast them back to the stored type, or load into a new table."
-        )
-    if added and schema_mode == "freeze":
-        raise SchemaError(
-            f"table {table!r}: new columns {added} under schema contract 'freeze'; nothing "
-            "was written. Drop them, or set the table's schema contract to 'evolve'."
-        )
-    return added
 
 
 def schema_to_bytes(schema: pl.Schema) -> bytes:

@@ -11,6 +11,7 @@ state in the same commit's metadata, so the state is never behind the data eithe
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -37,10 +38,10 @@ from .base import (
     SchemaMode,
     check_load,
     require_versions,
-    schema_changes,
     table_not_found,
     with_lineage,
 )
+from .schema_evolution import SchemaChange, cast_columns, schema_changes
 
 __all__ = ["LOADED_AT", "LOAD_ID", "DeltaDestination"]
 
@@ -55,6 +56,24 @@ def _commit_mode(commit: dict[str, Any]) -> str:
         return "merge"
     mode = str((commit.get("operationParameters") or {}).get("mode", "")).lower()
     return {"append": "append", "overwrite": "replace"}.get(mode, "")
+
+
+def _stored(data: pl.DataFrame, delete_column: str | None) -> pl.Schema:
+    """The schema Delta stores for rows: categoricals as text, the delete flag dropped."""
+    return pl.Schema(
+        {
+            c: pl.String() if isinstance(t, pl.Categorical | pl.Enum) else t
+            for c, t in data.schema.items()
+            if c != delete_column
+        }
+    )
+
+
+def _plain(exc: BaseException) -> str:
+    """An error's text on one line, without the terminal colours and indented lines of
+    delta-rs error chains."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    return re.sub(r"\s*\n\s*", " ", text).strip()
 
 
 def _quote(column: str) -> str:
@@ -92,7 +111,8 @@ class DeltaDestination:
             return None
         except (DeltaError, OSError) as exc:
             raise DestinationError(
-                f"table {table!r}: cannot open {self.location(table)}: {exc}"
+                f"table {table!r}: cannot open {self.location(table)}: {_plain(exc)}; is the "
+                "store reachable, and are destination.path and storage_options right?"
             ) from exc
 
     def tables(self) -> list[str]:
@@ -199,20 +219,18 @@ class DeltaDestination:
             )
             return LoadResult(table, 0, version, load_id, mode, skipped=True)
 
+        current = None if delta is None else self._schema(delta)
+        if current is not None:  # an all-null column takes the stored type
+            nulls = [c for c, t in frame.schema.items() if t == pl.Null and c in current]
+            frame = frame.with_columns(pl.col(c).cast(current[c]) for c in nulls)
         # categoricals stay dictionaries for Parquet; Delta stores them as strings
         encoded = to_destination("delta", table, frame, keep_dictionary=True)
         data = with_lineage(encoded, load_id, dictionary=True)
-        stored = pl.Schema(
-            {
-                c: pl.String() if isinstance(t, pl.Categorical | pl.Enum) else t
-                for c, t in data.schema.items()
-                if c != delete_column
-            }
-        )
-        added: list[str] = []
-        current = None if delta is None else self._schema(delta)
+        change = SchemaChange()
         if current is not None and (mode != "replace" or schema_mode == "freeze"):
-            added = schema_changes(table, current, stored, schema_mode)
+            change = schema_changes(table, current, _stored(data, delete_column), schema_mode)
+            data = cast_columns(table, data, change.cast)
+        added = bool(change.added)
         metadata = {_LOAD_KEY: load_id}
         if extracted_at is not None:
             metadata[_EXTRACTED_KEY] = extracted_at.isoformat()
@@ -224,10 +242,18 @@ class DeltaDestination:
         try:
             if delete_column and delta is None:  # a first merge: nothing to delete yet
                 data = data.filter(~pl.col(delete_column).fill_null(False)).drop(delete_column)
-            if mode == "merge" and delta is not None:
+            if change.widened and delta is not None:
                 strings = data.with_columns(pl.col(pl.Categorical, pl.Enum).cast(pl.String))
-                self._merge(delta, strings, primary_key, delete_column, bool(added), commit)
-            elif delta is not None and current == stored and isinstance(self.path, Path):
+                merge = (primary_key, delete_column) if mode == "merge" else None
+                self._rewrite(delta, table, strings, change.widened, merge, commit)
+            elif mode == "merge" and delta is not None:
+                strings = data.with_columns(pl.col(pl.Categorical, pl.Enum).cast(pl.String))
+                self._merge(delta, strings, primary_key, delete_column, added, commit)
+            elif (
+                delta is not None
+                and current == _stored(data, delete_column)
+                and isinstance(self.path, Path)
+            ):
                 self._commit_parquet(delta, table, data, mode == "replace", commit)
             else:
                 strings = data.with_columns(pl.col(pl.Categorical, pl.Enum).cast(pl.String))
@@ -244,8 +270,9 @@ class DeltaDestination:
             version = self._open_existing(table).version()
         except (DeltaError, OSError, pl.exceptions.PolarsError) as exc:
             raise DestinationError(
-                f"table {table!r}: could not write to {self.location(table)}: {exc}; "
-                "the table is unchanged"
+                f"table {table!r}: could not write to {self.location(table)}: {_plain(exc)}; "
+                "the table is unchanged. Check that the location is writable, has space and "
+                "is reachable."
             ) from exc
         self._record(
             load_id, source, table, frame.height, schema_version, mode, version, extracted_at
@@ -275,6 +302,38 @@ class DeltaDestination:
         add = AddAction(name, file.stat().st_size, {}, int(time.time() * 1000), True, stats)
         delta.create_write_transaction(
             [add], "overwrite" if overwrite else "append", delta.schema(), commit_properties=commit
+        )
+
+    def _rewrite(
+        self,
+        delta: DeltaTable,
+        table: str,
+        data: pl.DataFrame,
+        widened: dict[str, pl.DataType],
+        merge: tuple[Sequence[str], str | None] | None,
+        commit: CommitProperties,
+    ) -> None:
+        """Widen stored columns: the table rewritten in one commit, its rows cast to the
+        wider types and the batch appended, or merged in on ``merge`` (primary key, delete
+        column). Delta cannot change a column's type in place; this reads and writes the
+        whole table, once per widening."""
+        rows = pl.read_delta(delta).with_columns(pl.col(c).cast(t) for c, t in widened.items())
+        if merge is None:
+            rows = pl.concat([rows, data], how="diagonal")
+        else:  # matched rows keep the stored values of columns the batch lacks
+            keys, delete_column = list(merge[0]), merge[1]
+            kept = rows.join(data.select(keys), on=keys, how="anti")
+            if delete_column is not None:
+                data = data.filter(~pl.col(delete_column).fill_null(False)).drop(delete_column)
+            missing = [c for c in rows.columns if c not in data.columns]
+            if missing:
+                data = data.join(rows.select(*keys, *missing), on=keys, how="left")
+            rows = pl.concat([kept, data], how="diagonal")
+        rows.write_delta(
+            self.location(table),
+            mode="overwrite",
+            storage_options=self.storage_options,
+            delta_write_options={"commit_properties": commit, "schema_mode": "overwrite"},
         )
 
     def _merge(

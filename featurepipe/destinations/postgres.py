@@ -36,12 +36,12 @@ from .base import (
     check_table_name,
     pinned_load_ids,
     require_versions,
-    schema_changes,
     schema_from_bytes,
     schema_to_bytes,
     table_not_found,
     with_lineage,
 )
+from .schema_evolution import cast_columns, schema_changes
 
 __all__ = ["PostgresDestination"]
 
@@ -125,7 +125,9 @@ class PostgresDestination:
         except psycopg.errors.InsufficientPrivilege as exc:
             raise DestinationError(
                 f"PostgreSQL at {self._where()}, schema {self.schema!r}: permission denied: "
-                f"{exc}; grant the user CREATE and INSERT on that schema, or choose another"
+                f"{str(exc).strip()}; load as the role that owns the schema's tables, or grant "
+                "this user CREATE on the schema and INSERT on its tables (replace, merge and "
+                "schema changes also need ownership), or choose another schema"
             ) from exc
         except psycopg.Error as exc:
             raise DestinationError(f"PostgreSQL at {self._where()}: {exc}") from exc
@@ -244,7 +246,11 @@ class PostgresDestination:
                 if done:
                     return LoadResult(table, 0, int(done[0]), load_id, mode, skipped=True)
                 db.execute("SELECT set_config(%s, %s, true)", (_LOAD_SETTING, load_id))
-                schema = self._prepare_table(db, table, stored.schema, mode, schema_mode)
+                schema, cast = self._prepare_table(db, table, stored.schema, mode, schema_mode)
+                if cast:  # narrower incoming types written in the stored (or widened) type
+                    encoded = to_destination(
+                        "postgres", table, cast_columns(table, frame, cast), keep_dictionary=True
+                    )
                 if mode == "merge":
                     self._merge(db, table, encoded, primary_key, delete_column)
                 else:
@@ -327,8 +333,12 @@ class PostgresDestination:
         incoming: pl.Schema,
         mode: str,
         schema_mode: str,
-    ) -> pl.Schema:
-        """Create, replace or extend the table for the incoming rows; the schema it ends with."""
+    ) -> tuple[pl.Schema, dict[str, pl.DataType]]:
+        """Create, replace, extend or widen the table for the incoming rows.
+
+        Returns:
+            The schema the table ends with, and the incoming columns to cast to it.
+        """
         current = self._stored_schema(db, table)
         if current is None or (mode == "replace" and schema_mode == "evolve"):
             if current is not None:
@@ -342,9 +352,9 @@ class PostgresDestination:
                 for c, t in incoming.items()
             )
             db.execute(sql.SQL("CREATE TABLE {} ({})").format(self._id(table), columns))
-            return incoming
-        added = schema_changes(table, current, incoming, schema_mode)
-        for column in added:
+            return incoming, {}
+        change = schema_changes(table, current, incoming, schema_mode)
+        for column in change.added:
             db.execute(
                 sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
                     self._id(table),
@@ -352,9 +362,36 @@ class PostgresDestination:
                     sql.SQL(storage_type("postgres", incoming[column])),
                 )
             )
+        for column, dtype in change.widened.items():
+            self._widen(db, table, column, current[column], dtype)
         if mode == "replace":
             db.execute(sql.SQL("DELETE FROM {}").format(self._id(table)))
-        return pl.Schema({**current, **{c: incoming[c] for c in added}})
+        return change.schema(current, incoming), change.cast
+
+    def _widen(
+        self,
+        db: psycopg.Connection[Any],
+        table: str,
+        column: str,
+        stored: pl.DataType,
+        wider: pl.DataType,
+    ) -> None:
+        """Change a column to a wider type, converting its values (in the load's transaction)."""
+        old, new = storage_type("postgres", stored), storage_type("postgres", wider)
+        if old == new:  # int8 -> int16 (both smallint), categorical -> text: the schema only
+            return
+        # PostgreSQL casts boolean to integer only; numbers go through it
+        via = sql.SQL("::integer") if stored == pl.Boolean and new != "text" else sql.SQL("")
+        db.execute(
+            sql.SQL("ALTER TABLE {} ALTER COLUMN {} TYPE {} USING {}{}::{}").format(
+                self._id(table),
+                sql.Identifier(column),
+                sql.SQL(new),
+                sql.Identifier(column),
+                via,
+                sql.SQL(new),
+            )
+        )
 
     def _copy(
         self, db: psycopg.Connection[Any], target: sql.Composable, rows: pl.DataFrame

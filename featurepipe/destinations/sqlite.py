@@ -30,12 +30,12 @@ from .base import (
     check_table_name,
     pinned_load_ids,
     require_versions,
-    schema_changes,
     schema_from_bytes,
     schema_to_bytes,
     table_not_found,
     with_lineage,
 )
+from .schema_evolution import cast_columns, schema_changes
 
 __all__ = ["SqliteDestination"]
 
@@ -97,7 +97,10 @@ class SqliteDestination:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             connection = sqlite3.connect(self.path, isolation_level=None, timeout=30)
         except (sqlite3.Error, OSError) as exc:
-            raise DestinationError(f"cannot open SQLite database {self.path}: {exc}") from exc
+            raise DestinationError(
+                f"cannot open SQLite database {self.path}: {exc}; check destination.path: "
+                "its folder must be a directory you can write to"
+            ) from exc
         try:
             if write:
                 connection.executescript(_META)
@@ -202,20 +205,9 @@ class SqliteDestination:
                 if done:
                     db.execute("ROLLBACK")
                     return LoadResult(table, 0, int(done[0]), load_id, mode, skipped=True)
-                current = _stored_schema(db, table)
-                if current is None or (mode == "replace" and schema_mode == "evolve"):
-                    if current is not None:
-                        db.execute(f"DROP TABLE {_q(table)}")
-                    _create(db, table, stored.schema)
-                    schema = stored.schema
-                else:
-                    added = schema_changes(table, current, stored.schema, schema_mode)
-                    for column in added:
-                        kind = storage_type("sqlite", stored.schema[column])
-                        db.execute(f"ALTER TABLE {_q(table)} ADD COLUMN {_q(column)} {kind}")
-                    schema = pl.Schema({**current, **{c: stored.schema[c] for c in added}})
-                    if mode == "replace":
-                        db.execute(f"DELETE FROM {_q(table)}")
+                schema, cast = _prepare_table(db, table, stored.schema, mode, schema_mode)
+                if cast:  # narrower incoming types written in the stored (or widened) type
+                    encoded = to_destination("sqlite", table, cast_columns(table, lineage, cast))
                 _insert(db, table, encoded, mode, primary_key, delete_column)
                 db.execute(
                     f"INSERT OR REPLACE INTO {TABLES_TABLE} VALUES (?, ?)",
@@ -242,8 +234,8 @@ class SqliteDestination:
             except sqlite3.Error as exc:
                 _rollback(db)
                 raise DestinationError(
-                    f"table {table!r}: could not write to {self.path}: {exc}; "
-                    "the database is unchanged"
+                    f"table {table!r}: could not write to {self.path}: {exc}; the database is "
+                    "unchanged. Check that the file and its folder are writable and have space."
                 ) from exc
             except BaseException:
                 _rollback(db)
@@ -329,6 +321,61 @@ def _stored_schema(db: sqlite3.Connection, table: str) -> pl.Schema | None:
 def _create(db: sqlite3.Connection, table: str, schema: pl.Schema) -> None:
     columns = ", ".join(f"{_q(c)} {storage_type('sqlite', t)}" for c, t in schema.items())
     db.execute(f"CREATE TABLE {_q(table)} ({columns})")
+
+
+def _prepare_table(
+    db: sqlite3.Connection, table: str, incoming: pl.Schema, mode: str, schema_mode: str
+) -> tuple[pl.Schema, dict[str, pl.DataType]]:
+    """Create, replace, extend or widen the table for the incoming rows.
+
+    Returns:
+        The schema the table ends with, and the incoming columns to cast to it.
+    """
+    current = _stored_schema(db, table)
+    if current is None or (mode == "replace" and schema_mode == "evolve"):
+        if current is not None:
+            db.execute(f"DROP TABLE {_q(table)}")
+        _create(db, table, incoming)
+        return incoming, {}
+    change = schema_changes(table, current, incoming, schema_mode)
+    for column in change.added:
+        kind = storage_type("sqlite", incoming[column])
+        db.execute(f"ALTER TABLE {_q(table)} ADD COLUMN {_q(column)} {kind}")
+    schema = change.schema(current, incoming)
+    if change.widened:
+        _widen(db, table, current, schema)
+    if mode == "replace":
+        db.execute(f"DELETE FROM {_q(table)}")
+    return schema, change.cast
+
+
+def _converted(column: str, stored: pl.DataType, wider: pl.DataType) -> str | None:
+    """SQL turning a column's stored values into the wider type's form (None: unchanged)."""
+    old, new = storage_type("sqlite", stored), storage_type("sqlite", wider)
+    if stored == pl.Date and isinstance(wider, pl.Datetime):
+        return f"{_q(column)} || ' 00:00:00.000000'"  # the text form of a datetime
+    if old == new:
+        return None
+    if stored == pl.Boolean and wider == pl.String:  # spelled as polars casts it
+        return f"CASE {_q(column)} WHEN 1 THEN 'true' WHEN 0 THEN 'false' END"
+    return f"CAST({_q(column)} AS {new})"
+
+
+def _widen(db: sqlite3.Connection, table: str, current: pl.Schema, schema: pl.Schema) -> None:
+    """Give columns their wider types. SQLite cannot change a column's type, so the table
+    is rebuilt with the values converted, inside the load's transaction (its key index
+    is made again by the next merge)."""
+    exprs = {c: _converted(c, current[c], t) for c, t in schema.items() if c in current}
+    if all(e is None for e in exprs.values()):
+        return  # same storage and form (int8 -> int64, categorical -> text): the schema only
+    rebuilt = f"_fp_widen_{table}"
+    db.execute(f"DROP TABLE IF EXISTS {_q(rebuilt)}")
+    _create(db, rebuilt, schema)
+    names = ", ".join(_q(c) for c in exprs)
+    values = ", ".join(e or _q(c) for c, e in exprs.items())
+    db.execute(f"INSERT INTO {_q(rebuilt)} ({names}) SELECT {values} FROM {_q(table)}")
+    db.execute(f"DROP TABLE {_q(table)}")
+    db.execute(f"ALTER TABLE {_q(rebuilt)} RENAME TO {_q(table)}")
 
 
 def _insert(

@@ -51,10 +51,10 @@ from .types import (
     DECIMAL_MAX_PRECISION,
     FALSE_SPELLINGS,
     INTEGER_TYPES,
-    LOGICAL_TYPES,
     TRUE_SPELLINGS,
     ColumnType,
     parse_expr,
+    type_of_dtype,
 )
 
 __all__ = [
@@ -184,7 +184,7 @@ def infer_frame(
     result = {}
     for c in names:
         if c not in text:
-            result[c] = _type_of_dtype(frame.schema[c])
+            result[c] = type_of_dtype(frame.schema[c])
             continue
         distinct = stats[f"{c}\0distinct"].explode().drop_nulls()
         if nulls:
@@ -477,30 +477,6 @@ def _without_nulls(value: Any) -> Any:
     if isinstance(value, int | float):
         return float(value)
     return value
-
-
-def _type_of_dtype(dtype: pl.DataType) -> ColumnType:
-    """The logical type of a column that arrives typed (Parquet, SQL, JSON numbers)."""
-    names = {str(v): k for k, v in INTEGER_TYPES.items()}
-    if str(dtype) in names:
-        return ColumnType.of(names[str(dtype)])
-    if dtype.is_integer():  # small unsigned: the next signed width holds them
-        widths = {"UInt8": "int16", "UInt16": "int32", "UInt32": "int64"}
-        return ColumnType.of(widths[str(dtype)])
-    if dtype.is_float():
-        return ColumnType.of("float", dtype=dtype)
-    for logical in ("bool", "date", "time", "categorical"):
-        if dtype == LOGICAL_TYPES[logical]:
-            return ColumnType.of(logical)
-    if isinstance(dtype, pl.Decimal):
-        return ColumnType.of("decimal", dtype=dtype)
-    if isinstance(dtype, pl.Datetime):
-        return ColumnType.of("datetime" if dtype.time_zone else "local_datetime", dtype=dtype)
-    if isinstance(dtype, pl.Duration):
-        return ColumnType.of("duration", dtype=dtype)
-    if isinstance(dtype, pl.Struct | pl.List):
-        return ColumnType.of("json", dtype=dtype)
-    return ColumnType.of("text", dtype=dtype)
 
 
 def describe_values(values: Sequence[Any], limit: int = 3) -> str:

@@ -29,6 +29,7 @@ __all__ = [
     "dtype_from_json",
     "dtype_to_json",
     "parse_expr",
+    "type_of_dtype",
     "widen",
 ]
 
@@ -284,3 +285,27 @@ def widen(old: ColumnType, new: ColumnType) -> ColumnType:
     if {a, b} == {"date", "local_datetime"}:
         return replace(old if a == "local_datetime" else new, format=None)
     return ColumnType.of("text")
+
+
+def type_of_dtype(dtype: pl.DataType) -> ColumnType:
+    """The logical type of a column that arrives typed (Parquet, SQL, JSON numbers)."""
+    names = {str(v): k for k, v in INTEGER_TYPES.items()}
+    if str(dtype) in names:
+        return ColumnType.of(names[str(dtype)])
+    if dtype.is_integer():  # small unsigned: the next signed width holds them
+        widths = {"UInt8": "int16", "UInt16": "int32", "UInt32": "int64"}
+        return ColumnType.of(widths[str(dtype)])
+    if dtype.is_float():
+        return ColumnType.of("float", dtype=dtype)
+    for logical in ("bool", "date", "time", "categorical"):
+        if dtype == LOGICAL_TYPES[logical]:
+            return ColumnType.of(logical)
+    if isinstance(dtype, pl.Decimal):
+        return ColumnType.of("decimal", dtype=dtype)
+    if isinstance(dtype, pl.Datetime):
+        return ColumnType.of("datetime" if dtype.time_zone else "local_datetime", dtype=dtype)
+    if isinstance(dtype, pl.Duration):
+        return ColumnType.of("duration", dtype=dtype)
+    if isinstance(dtype, pl.Struct | pl.List):
+        return ColumnType.of("json", dtype=dtype)
+    return ColumnType.of("text", dtype=dtype)
