@@ -20,7 +20,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from .errors import ModelError, TrackingError
-from .tracking import PARENT_TAG, log_run
+from .tracking import PARENT_TAG, dataset_source, log_run
 from .train import LOWER_IS_BETTER, TRUSTED_TYPES, is_better, load_model
 
 __all__ = [
@@ -66,9 +66,7 @@ def log_feature_set(
     name: str, location: str | Path, version: int, digest: str, context: str, rows: int
 ) -> None:
     """Log a feature table as a dataset input of the active run: name, digest, version."""
-    from mlflow.data.dataset_source_registry import resolve_dataset_source
-
-    source = resolve_dataset_source(Path(location).resolve().as_uri())
+    source = dataset_source(location)
     dataset = MetaDataset(source=source, name=f"{name}@v{version}", digest=digest)  # type: ignore[abstract]
     mlflow.log_input(dataset, context=context, tags={"rows": str(rows), "version": str(version)})
     mlflow.log_params({f"table_version.{name}": version, f"digest.{name}": digest})

@@ -8,12 +8,15 @@ by id, so the flow alone decides whether a step FINISHED or FAILED.
 from __future__ import annotations
 
 import logging
+import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import mlflow
+from mlflow.data.dataset_source import DatasetSource
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.entities import RunStatus
 from mlflow.exceptions import MlflowException
@@ -27,6 +30,7 @@ __all__ = [
     "child_runs",
     "configure",
     "create_step_run",
+    "dataset_source",
     "find_experiment",
     "flow_runs",
     "end_run",
@@ -308,6 +312,57 @@ def log_figure(figure: Any, artifact_file: str) -> None:
     mlflow.log_figure(figure, artifact_file)
 
 
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+class _LocationSource(DatasetSource):
+    """A table MLflow has no dataset source type for (a PostgreSQL table): its location."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+
+    @staticmethod
+    def _get_source_type() -> str:
+        return "featurepipe_table"
+
+    def load(self, **kwargs: Any) -> str:
+        return self.uri
+
+    @staticmethod
+    def _can_resolve(raw_source: Any) -> bool:
+        return False
+
+    @classmethod
+    def _resolve(cls, raw_source: Any) -> _LocationSource:
+        return cls(str(raw_source))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"uri": self.uri}
+
+    @classmethod
+    def from_dict(cls, source_dict: dict[Any, Any]) -> _LocationSource:
+        return cls(str(source_dict["uri"]))
+
+
+def dataset_source(location: str | Path) -> DatasetSource:
+    """The MLflow dataset source of a table location.
+
+    A local path becomes a ``file://`` URI; a location that has a scheme already
+    (``s3://…``, ``postgresql://…#schema.table``) is kept as it is.
+    """
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+
+    text = str(location)
+    uri = text if _SCHEME.match(text) else Path(text).resolve().as_uri()
+    with warnings.catch_warnings():
+        # MLflow 3.17 registers its file:// source twice and warns that it picked one
+        warnings.filterwarnings("ignore", "The specified dataset source can be interpreted")
+        try:
+            return resolve_dataset_source(uri)
+        except MlflowException:  # no source type for the scheme
+            return _LocationSource(uri)
+
+
 def log_table_versions(tables: Mapping[str, tuple[str, int]], context: str) -> None:
     """Log the table versions a step read as MLflow dataset inputs.
 
@@ -315,10 +370,8 @@ def log_table_versions(tables: Mapping[str, tuple[str, int]], context: str) -> N
         tables: table name to (location, version).
         context: e.g. ``features`` or ``training``.
     """
-    from mlflow.data.dataset_source_registry import resolve_dataset_source
-
     for name, (location, version) in tables.items():
-        source = resolve_dataset_source(Path(location).resolve().as_uri())
+        source = dataset_source(location)
         dataset = MetaDataset(source=source, name=f"{name}@v{version}")  # type: ignore[abstract]
         mlflow.log_input(dataset, context=context)
     log_params({f"table_version.{name}": version for name, (_, version) in tables.items()})
