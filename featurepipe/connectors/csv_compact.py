@@ -108,17 +108,16 @@ def read_compact(
     table, token = _read_table(path, layout, names, integers, token, null_values)
     if table.num_rows == 0:
         raise CompactUnavailable("no rows")
-    columns = {name: _column(table.column(name), name in integers) for name in names}
+    read = _Read.of(table, integers)
     del table
-    rows = len(next(iter(columns.values())).values)
-    counted = sum(c.bytes(len(token or "")) for c in columns.values())
-    expected = shape.start + rows * len(names) - int(not shape.final_newline) + counted
+    counted = read.value_bytes(len(token or ""))
+    expected = shape.start + read.rows * len(names) - int(not shape.final_newline) + counted
     if expected != shape.size:
         raise CompactUnavailable(
             f"{shape.size - expected:+d} bytes not accounted for: some values are not "
             "written in their own form (leading zeros, signs, spaces) or lines were skipped"
         )
-    return pl.DataFrame([c.series(name, text) for name, c in columns.items()])
+    return read.frame(text).select(names)
 
 
 _RETRIES = 4
@@ -231,50 +230,86 @@ def _integer_columns(
 
 
 @dataclass
-class _Column:
-    """One column as read: integers, or dictionary codes into its distinct values."""
+class _Read:
+    """The file as read: integer columns, and text columns as codes into their dictionary."""
 
-    values: pl.Series  # integers, or the codes
-    dictionary: pl.Series | None = None  # text: the distinct values
+    integers: pl.DataFrame
+    codes: pl.DataFrame
+    dictionaries: dict[str, pl.Series]  # each text column's distinct values, by code
+    rows: int
 
-    def bytes(self, token_length: int) -> int:
-        """The bytes this column's values take in the file, each written in its own form."""
-        if self.dictionary is not None:
-            lengths = self.dictionary.str.len_bytes().gather(self.values)
-            return int(lengths.sum())
-        values = self.values
-        low, high = values.min(), values.max()
-        if not (isinstance(low, int) and isinstance(high, int)):  # no value: only tokens
-            return token_length * values.null_count()
-        digits = len(str(max(-low, high)))
-        wide = [((values >= 10**k) | (values <= -(10**k))).sum() for k in range(1, digits)]
-        present = values.len() - values.null_count()
-        return present + int((values < 0).sum()) + sum(wide) + token_length * values.null_count()
+    @classmethod
+    def of(cls, table: pa.Table, integers: Collection[str]) -> _Read:
+        numbers, codes, dictionaries = [], [], {}
+        for name in table.column_names:
+            array = table.column(name)
+            if name in integers:
+                numbers.append(_series(array).rename(name))
+                continue
+            unified = array.unify_dictionaries()
+            chunks = unified.chunks
+            values = chunks[0].dictionary if chunks else pa.array([], pa.string())
+            dictionaries[name] = _series(values)
+            codes.append(
+                _series(pa.chunked_array([c.indices for c in chunks], pa.int32())).rename(name)
+            )
+        return cls(pl.DataFrame(numbers), pl.DataFrame(codes), dictionaries, table.num_rows)
 
-    def series(self, name: str, text: dict[str, pl.DataType]) -> pl.Series:
-        """The column for the frame: narrowest integers, or dictionary-encoded text."""
-        if self.dictionary is not None:
-            dtype = text.setdefault(name, text_dtype())
-            return self.dictionary.cast(dtype).gather(self.values).rename(name)
-        low, high = self.values.min(), self.values.max()
-        if not (isinstance(low, int) and isinstance(high, int)) or (low, high) == (0, 1):
-            # no value, or only 0 and 1 (a flag or a number): typing decides on the text
-            dtype = text.setdefault(name, text_dtype())
-            return self.values.cast(pl.String).cast(dtype).rename(name)
-        limit = max(-low, high + 1)  # a width of b bits holds -2**(b-1) up to 2**(b-1) - 1
-        width = next(t for t, bits in _WIDTHS if limit <= 2 ** (bits - 1))
-        return self.values.cast(width).rename(name)
+    def value_bytes(self, token_length: int) -> int:
+        """The bytes the values take in the file, each integer written in its own form."""
+        text = self.codes.select(
+            pl.lit(self.dictionaries[c].str.len_bytes()).gather(pl.col(c)).sum().alias(c)
+            for c in self.codes.columns
+        )
+        total = sum(text.row(0)) if text.width else 0
+        if not self.integers.width:
+            return total
+        ranges = self._ranges()
+        digits = []
+        for name in self.integers.columns:
+            low, high = ranges[f"{name}\0min"], ranges[f"{name}\0max"]
+            values = pl.col(name)
+            digits.append(values.count() + (values < 0).sum())
+            width = 1 if low is None or high is None else len(str(max(-low, high)))
+            digits += [((values >= 10**k) | (values <= -(10**k))).sum() for k in range(1, width)]
+            digits.append(values.null_count() * token_length)
+        counts = self.integers.select(e.alias(str(i)) for i, e in enumerate(digits))
+        return total + sum(counts.row(0))
+
+    def _ranges(self) -> dict[str, int | None]:
+        columns = self.integers.columns
+        return self.integers.select(
+            *(pl.col(c).min().alias(f"{c}\0min") for c in columns),
+            *(pl.col(c).max().alias(f"{c}\0max") for c in columns),
+        ).row(0, named=True)
+
+    def frame(self, text: dict[str, pl.DataType]) -> pl.DataFrame:
+        """Integers in their narrowest width; text (and integer columns of only 0 and 1, a
+        flag or a number, or of no value: typing decides on the text) dictionary-encoded."""
+        ranges = self._ranges() if self.integers.width else {}
+        narrow, as_text = [], []
+        for name in self.integers.columns:
+            low, high = ranges[f"{name}\0min"], ranges[f"{name}\0max"]
+            if low is None or high is None or (low, high) == (0, 1):
+                as_text.append(name)
+                continue
+            limit = max(-low, high + 1)  # b bits hold -2**(b-1) up to 2**(b-1) - 1
+            width = next(t for t, bits in _WIDTHS if limit <= 2 ** (bits - 1))
+            narrow.append(pl.col(name).cast(width))
+        encoded = self.codes.select(
+            pl.lit(self.dictionaries[c].cast(text.setdefault(c, text_dtype())))
+            .gather(pl.col(c))
+            .alias(c)
+            for c in self.codes.columns
+        )
+        numbers = self.integers.select(
+            *narrow,
+            *(pl.col(c).cast(pl.String).cast(text.setdefault(c, text_dtype())) for c in as_text),
+        )
+        return pl.concat([f for f in (numbers, encoded) if f.width], how="horizontal")
 
 
-def _column(array: pa.ChunkedArray, integer: bool) -> _Column:
-    if integer:
-        series = pl.from_arrow(array)
-        assert isinstance(series, pl.Series)  # noqa: S101 (a column converts to a series)
-        return _Column(series)
-    unified = array.unify_dictionaries()
-    chunks = unified.chunks
-    dictionary = chunks[0].dictionary if chunks else pa.array([], pa.string())
-    codes = pl.from_arrow(pa.chunked_array([c.indices for c in chunks], pa.int32()))
-    values = pl.from_arrow(dictionary)
-    assert isinstance(codes, pl.Series) and isinstance(values, pl.Series)  # noqa: S101
-    return _Column(codes, values)
+def _series(array: pa.Array | pa.ChunkedArray) -> pl.Series:
+    series = pl.from_arrow(array)
+    assert isinstance(series, pl.Series)  # noqa: S101 (an array converts to a series)
+    return series
