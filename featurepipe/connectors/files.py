@@ -17,16 +17,19 @@ from typing import Any
 
 import fsspec
 import polars as pl
+import pyarrow as pa
 from fsspec.core import url_to_fs
 
 from ..config import FileSourceConfig
 from ..errors import SourceError
 from .base import Batch, BatchReader, SourceBase, read_batches
+from .file_streams import csv_encoding_streams, stream_csv, stream_parquet
 
 __all__ = ["Extract", "FileSource", "extract_file"]
 
 _GLOB_CHARS = frozenset("*?[")
-# Polars reads these straight from a local file in bounded batches; the rest are read whole.
+# Polars reads these straight from a local file in bounded batches; pyarrow streams CSV/TSV
+# (gzip too) and Parquet from anywhere else (file_streams.py); the rest are read whole.
 _STREAMABLE = frozenset({"csv", "tsv", "ndjson", "parquet"})
 
 
@@ -54,6 +57,12 @@ class FileSource(SourceBase[FileSourceConfig]):
                 seen[file.url] = entry
                 if not (old and old.get("sha256") == entry["sha256"]):
                     yield from self._stream_local(file.url)
+                continue
+            if self._streams_through_fsspec(file):
+                entry["sha256"] = self._sha256(file) if cfg.incremental else ""
+                seen[file.url] = entry
+                if not (old and old.get("sha256") == entry["sha256"]):
+                    yield from self._stream_fsspec(file)
                 continue
             data = self._read_bytes(file)
             entry["sha256"] = hashlib.sha256(data).hexdigest()
@@ -129,6 +138,59 @@ class FileSource(SourceBase[FileSourceConfig]):
             and cfg.encoding == "utf8"
         )
 
+    def _streams_through_fsspec(self, file: _File) -> bool:
+        """CSV/TSV plain or gzip (remote, or in another encoding), and remote Parquet."""
+        cfg, compression = self.config, self._compression(file.url)
+        if cfg.format in ("csv", "tsv"):
+            return compression in ("none", "gzip") and csv_encoding_streams(cfg.encoding)
+        return cfg.format == "parquet" and compression == "none"
+
+    def _sha256(self, file: _File) -> str:
+        """The digest of the file's stored bytes, read in chunks."""
+        digest = hashlib.sha256()
+        try:
+            with file.fs.open(file.path, "rb") as handle:
+                while chunk := handle.read(1 << 20):
+                    digest.update(chunk)
+        except OSError as exc:
+            raise SourceError(f"source {self.name!r}: cannot read {file.url}: {exc}") from exc
+        return digest.hexdigest()
+
+    def _stream_fsspec(self, file: _File) -> Iterator[Batch]:
+        cfg = self.config
+        compression = "gzip" if self._compression(file.url) == "gzip" else None
+
+        def opener() -> Any:
+            return file.fs.open(file.path, "rb", compression=compression)
+
+        try:
+            if cfg.format == "parquet":
+                with opener() as handle:
+                    for frame in stream_parquet(handle, cfg.batch_rows):
+                        yield Batch(frame, file.url)
+                return
+            options = self._csv_options()
+            frames = stream_csv(
+                opener,
+                separator=options["separator"],
+                has_header=cfg.has_header,
+                skip_rows=cfg.skip_rows,
+                encoding=cfg.encoding,
+                batch_rows=cfg.batch_rows,
+            )
+            for frame in frames:
+                yield Batch(frame, file.url)
+        except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+            raise self._truncated(file.url, exc) from exc
+        except (pa.ArrowException, pl.exceptions.PolarsError, OSError, ValueError) as exc:
+            raise self._unreadable(file.url, exc) from exc
+
+    def _truncated(self, url: str, exc: BaseException) -> SourceError:
+        return SourceError(
+            f"source {self.name!r}: {url} is not a complete gzip file ({exc}); "
+            "the file is truncated or corrupt: copy it again from its origin."
+        )
+
     def _read_bytes(self, file: _File) -> bytes:
         try:
             with file.fs.open(file.path, "rb") as handle:
@@ -140,10 +202,7 @@ class FileSource(SourceBase[FileSourceConfig]):
                 return self._unzip(file.url, data)
             return data
         except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
-            raise SourceError(
-                f"source {self.name!r}: {file.url} is not a complete gzip file ({exc}); "
-                "the file is truncated or corrupt: copy it again from its origin."
-            ) from exc
+            raise self._truncated(file.url, exc) from exc
         except zipfile.BadZipFile as exc:
             raise SourceError(f"source {self.name!r}: {file.url} is not a zip file: {exc}") from exc
         except OSError as exc:
