@@ -44,6 +44,11 @@ class FileSourceConfig(_TableConfig):
         default=False, description="extract only new or changed files (a manifest in _state)"
     )
     batch_rows: int = Field(default=250_000, gt=0, description="rows per extracted batch")
+    compact: bool = Field(
+        default=False,
+        description="local CSV/TSV: integer columns read as integers (verified lossless), "
+        "the rest as dictionary-encoded text; less memory, faster typing",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> FileSourceConfig:

@@ -13,6 +13,7 @@ import polars as pl
 from pydantic import BaseModel
 
 from ..errors import SourceError
+from ..schema.text import concat_raw
 
 __all__ = [
     "Batch",
@@ -103,10 +104,7 @@ class Extraction:
 
     def collect(self) -> pl.DataFrame:
         """Every batch in one frame (for tables that fit in memory)."""
-        frames = list(self)
-        if not frames:
-            return pl.DataFrame()
-        return pl.concat(frames, how="diagonal_relaxed")
+        return concat_raw(self)
 
     @property
     def rows(self) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import logging
 import zipfile
 import zlib
 from collections.abc import Iterator, Mapping
@@ -22,10 +23,14 @@ from fsspec.core import url_to_fs
 
 from ..config import FileSourceConfig
 from ..errors import SourceError
+from ..schema.text import text_dtype
 from .base import Batch, BatchReader, SourceBase, read_batches
+from .csv_compact import CompactUnavailable, CsvLayout, read_compact
 from .file_streams import csv_encoding_streams, stream_csv, stream_parquet
 
 __all__ = ["Extract", "FileSource", "extract_file"]
+
+log = logging.getLogger(__name__)
 
 _GLOB_CHARS = frozenset("*?[")
 # Polars reads these straight from a local file in bounded batches; pyarrow streams CSV/TSV
@@ -46,6 +51,7 @@ class FileSource(SourceBase[FileSourceConfig]):
         cfg = self.config
         manifest: dict[str, Any] = dict(state.get("manifest", {})) if cfg.incremental else {}
         seen: dict[str, Any] = {}
+        text: dict[str, pl.DataType] = {}  # compact: a column keeps its dictionary across files
         for file in self._list_files():
             entry = {"size": file.size, "mtime": file.mtime}
             old = manifest.get(file.url)
@@ -56,7 +62,7 @@ class FileSource(SourceBase[FileSourceConfig]):
                 entry["sha256"] = _file_sha256(file.url) if cfg.incremental else ""
                 seen[file.url] = entry
                 if not (old and old.get("sha256") == entry["sha256"]):
-                    yield from self._stream_local(file.url)
+                    yield from self._stream_local(file.url, text)
                 continue
             if self._streams_through_fsspec(file):
                 entry["sha256"] = self._sha256(file) if cfg.incremental else ""
@@ -69,7 +75,7 @@ class FileSource(SourceBase[FileSourceConfig]):
             seen[file.url] = entry
             if old and old.get("sha256") == entry["sha256"]:
                 continue  # touched, not changed
-            yield from read_batches(self._parse(file.url, data), file.url, cfg.batch_rows)
+            yield from read_batches(self._parse(file.url, data, text), file.url, cfg.batch_rows)
         return {"manifest": seen} if cfg.incremental else {}
 
     # ---- listing --------------------------------------------------------------------
@@ -229,12 +235,41 @@ class FileSource(SourceBase[FileSourceConfig]):
             "empty_string_is_null": False,
         }
 
-    def _stream_local(self, url: str) -> Iterator[Batch]:
+    def _csv_layout(self) -> CsvLayout:
+        options = self._csv_options()
+        return CsvLayout(options["separator"], options["has_header"], options["skip_rows"])
+
+    @staticmethod
+    def _as_text(names: list[str], text: dict[str, pl.DataType]) -> dict[str, pl.DataType]:
+        """Compact: every column as dictionary-encoded text (``featurepipe.schema.text``);
+        ``text`` keeps one dictionary per column across the files."""
+        return {name: text.setdefault(name, text_dtype()) for name in names}
+
+    def _read_compact(self, path: str, text: dict[str, pl.DataType]) -> pl.DataFrame | None:
+        """The file read compactly (``featurepipe.connectors.csv_compact``), or ``None``
+        when it has to be read as text."""
+        cfg = self.config
+        try:
+            return read_compact(path, self._csv_layout(), cfg.null_values, text, cfg.columns)
+        except CompactUnavailable as why:
+            log.info("source %r: %s is read as text (%s)", self.name, path, why)
+            return None
+
+    def _stream_local(self, url: str, text: dict[str, pl.DataType]) -> Iterator[Batch]:
         cfg = self.config
         path = url.removeprefix("file://")
         try:
+            if cfg.compact and cfg.format in ("csv", "tsv"):
+                frame = self._read_compact(path, text)
+                if frame is not None:
+                    yield from read_batches(frame, url, cfg.batch_rows)
+                    return
             if cfg.format in ("csv", "tsv"):
-                lazy = pl.scan_csv(path, glob=False, **self._csv_options())
+                options = self._csv_options()
+                if cfg.compact:
+                    names = pl.scan_csv(path, glob=False, **options).collect_schema().names()
+                    options["schema_overrides"] = self._as_text(names, text)
+                lazy = pl.scan_csv(path, glob=False, **options)
             elif cfg.format == "ndjson":
                 lazy = pl.scan_ndjson(path)
             else:
@@ -248,14 +283,18 @@ class FileSource(SourceBase[FileSourceConfig]):
         except (pl.exceptions.PolarsError, OSError) as exc:
             raise self._unreadable(url, exc) from exc
 
-    def _parse(self, url: str, data: bytes) -> pl.DataFrame:
+    def _parse(self, url: str, data: bytes, text: dict[str, pl.DataType]) -> pl.DataFrame:
         cfg = self.config
         try:
             if cfg.format in ("csv", "tsv"):
                 encoding = cfg.encoding
                 if encoding in ("latin1", "cp1252"):
                     data, encoding = data.decode(encoding).encode(), "utf8"
-                return pl.read_csv(io.BytesIO(data), encoding=encoding, **self._csv_options())
+                options = {"encoding": encoding, **self._csv_options()}
+                if cfg.compact:
+                    names = pl.read_csv(io.BytesIO(data), n_rows=0, **options).columns
+                    options["schema_overrides"] = self._as_text(names, text)
+                return pl.read_csv(io.BytesIO(data), **options)
             if cfg.format == "ndjson":
                 return pl.read_ndjson(io.BytesIO(data))
             if cfg.format == "json":

@@ -23,7 +23,7 @@ every quarantined value is a row of the quarantine table, with its reason.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -33,6 +33,7 @@ from ..errors import SchemaError
 from .infer import DEFAULT_NULL_VALUES, InferenceOptions, infer_dominant, infer_frame
 from .names import unique_names
 from .store import ColumnSchema, TableSchema
+from .text import as_strings, encode_batches, is_encoded, is_text, map_encoded
 from .types import ColumnType, parse_expr, widen
 
 __all__ = ["CONTRACT_MODES", "QUARANTINE_SCHEMA", "ContractMode", "TypedTable", "apply_schema"]
@@ -124,8 +125,9 @@ def _hint_type(
     if fmt is not None:
         return wanted
     near = inferred
-    if not _same_family(near, wanted) and values.dtype == pl.String:
+    if not _same_family(near, wanted) and is_text(values.dtype):
         # the hint names the type: the format needs only to be the most common one
+        values = as_strings(values)
         found, _ = infer_dominant(values.set(values.is_in(nulls), None), options, share=0.5)
         near = found or wanted
     if wanted.logical == "decimal":  # the data's scale; room for any number of digits
@@ -165,7 +167,7 @@ def _null_tokens_guard(expr: pl.Expr, column: str, ctype: ColumnType, nulls: lis
 
 def apply_schema(
     table: str,
-    frame: pl.DataFrame,
+    frame: pl.DataFrame | Iterable[pl.DataFrame],
     hints: Mapping[str, Any] | None = None,
     null_values: Sequence[str] = DEFAULT_NULL_VALUES,
     *,
@@ -182,7 +184,10 @@ def apply_schema(
 
     Args:
         table: the table name.
-        frame: raw frame, text columns as read from the source.
+        frame: raw frame, text columns as read from the source; or its batches (an
+            extraction), whose text is dictionary-encoded as each batch arrives, so a
+            large table's text is never held whole as strings (see
+            :mod:`featurepipe.schema.text`). The result is the same either way.
         hints: column name (as in the source, or normalized) to a type name or a hint with
             ``type`` and optional ``format`` and ``contract``.
         null_values: tokens that mean "no value" in text columns (matched exactly).
@@ -201,6 +206,8 @@ def apply_schema(
         SchemaError: a ``freeze`` contract is broken; the message names the table, columns,
             stored and new types. Nothing should be loaded.
     """
+    if not isinstance(frame, pl.DataFrame):
+        frame = encode_batches(frame)
     hints = dict(hints or {})
     options = InferenceOptions(day_first=day_first, categorical_limit=categorical_limit)
     nulls = list(null_values)
@@ -216,7 +223,7 @@ def apply_schema(
         )
         mode = getattr(hint, "contract", None) or contract
         columns.append(_Column(original, name, ctype, mode))
-        if typed_hint and frame[original].dtype == pl.String:
+        if typed_hint and is_text(frame[original].dtype):
             columns[-1].checked = True
             columns[-1].reason = f"does not fit the hinted type {ctype.describe()}"
 
@@ -265,10 +272,24 @@ def apply_schema(
 
 def _typed_expr(frame: pl.DataFrame, column: _Column, nulls: list[str]) -> pl.Expr:
     target = column.stored
+    dtype = frame.schema[column.original]
     if column.ctype.empty:
         return pl.lit(None, dtype=target.dtype)
-    if frame[column.original].dtype != pl.String:  # typed at the source (SQL, Parquet)
-        return pl.col(column.original).cast(target.dtype, strict=False)
+    if not is_text(dtype):  # typed at the source (SQL, Parquet, compact CSV integers)
+        value = pl.col(column.original)
+        cast = value.cast(target.dtype, strict=False)
+        if not column.checked or dtype == target.dtype or dtype.is_nested():
+            return cast
+        # checked against another type: a value the cast changes (2 as a bool) does not fit
+        return pl.when(cast.cast(dtype, strict=False) == value).then(cast).otherwise(None)
+    expr = _text_expr(column, nulls)
+    # dictionary-encoded text: parse each distinct value once
+    return map_encoded(frame, column.original, expr) if is_encoded(dtype) else expr
+
+
+def _text_expr(column: _Column, nulls: list[str]) -> pl.Expr:
+    """The expression that types a raw text column."""
+    target = column.stored
     parse = target if target.logical == "text" else column.ctype
     if parse.logical == "json":  # json_decode raises on a non-JSON value: keep those out
         raw = pl.col(column.original).str.strip_chars()
@@ -350,7 +371,7 @@ def _quarantine(
             continue
         value = raw[column.original]
         present = value.is_not_null()
-        if value.dtype == pl.String and nulls:
+        if is_text(value.dtype) and nulls:
             present = present & ~value.is_in(nulls)
         if column.absent:
             failed = present

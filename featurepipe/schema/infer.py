@@ -47,6 +47,7 @@ from typing import Any
 
 import polars as pl
 
+from .text import as_strings, is_text
 from .types import (
     DECIMAL_MAX_PRECISION,
     FALSE_SPELLINGS,
@@ -172,7 +173,7 @@ def infer_frame(
     """
     options = options or InferenceOptions()
     names = list(columns) if columns is not None else frame.columns
-    text = [c for c in names if frame.schema[c] == pl.String]
+    text = [c for c in names if is_text(frame.schema[c])]
     nulls = list(null_values)
     stats = frame.select(
         *(pl.col(c).unique(maintain_order=True).implode().alias(f"{c}\0distinct") for c in text),
@@ -186,7 +187,7 @@ def infer_frame(
         if c not in text:
             result[c] = type_of_dtype(frame.schema[c])
             continue
-        distinct = stats[f"{c}\0distinct"].explode().drop_nulls()
+        distinct = as_strings(stats[f"{c}\0distinct"].explode().drop_nulls())
         if nulls:
             distinct = distinct.filter(~distinct.is_in(nulls))
         result[c] = _infer_distinct(distinct, int(stats[f"{c}\0present"][0]), options)

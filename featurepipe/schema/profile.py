@@ -9,6 +9,7 @@ import polars as pl
 
 from .contract import apply_schema
 from .infer import DEFAULT_NULL_VALUES, InferenceOptions, infer_dominant
+from .text import as_strings
 
 __all__ = ["profile_table"]
 
@@ -50,7 +51,7 @@ def profile_table(
     nulls = list(null_values)
     rows = []
     for column in typed.schema.columns.values():
-        values = frame[column.original]
+        values = as_strings(frame[column.original])
         if values.dtype == pl.String and nulls:
             values = values.set(values.is_in(nulls), None)
         present = values.drop_nulls()

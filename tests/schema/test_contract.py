@@ -188,3 +188,13 @@ def test_typed_source_columns_keep_their_type_and_follow_the_contract(tmp_path: 
     assert typed.frame.rows() == [(3, "z")]
     assert typed.quarantine.select("row", "column", "value").rows() == [(2, "id", "300")]
     assert schema.version == 1
+
+
+def test_a_typed_value_the_stored_type_would_change_is_quarantined(tmp_path: Path) -> None:
+    store = SchemaStore(tmp_path / "_schemas")
+    _load(store, pl.DataFrame({"ok": pl.Series([0, 1], dtype=pl.Int8)}).cast(pl.Boolean))
+    later = pl.DataFrame({"ok": pl.Series([1, 2, 0], dtype=pl.Int8)})
+    typed, schema = _load(store, later, contract="discard_row")
+    assert typed.frame["ok"].to_list() == [True, False]  # 2 is no flag: not cast to true
+    assert typed.quarantine.select("row", "column", "value").rows() == [(2, "ok", "2")]
+    assert schema.types == {"ok": "bool"}

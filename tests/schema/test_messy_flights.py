@@ -81,3 +81,11 @@ def test_messy_tables_infer_to_the_same_types_and_values(clean_and_messy) -> Non
     assert got.frame.equals(expected.frame)
     if "time_hour" in expected.types:
         assert expected.types["time_hour"] == "datetime"
+
+
+def test_messy_tables_typed_batch_by_batch_give_the_same(clean_and_messy) -> None:
+    table, _, messy = clean_and_messy
+    whole = apply_schema(table, messy, null_values=NULL_TOKENS)
+    batches = apply_schema(table, messy.iter_slices(n_rows=7_000), null_values=NULL_TOKENS)
+    assert batches.types == whole.types
+    assert batches.frame.equals(whole.frame)
