@@ -34,18 +34,19 @@ from .base import (
     SchemaMode,
     check_load,
     check_table_name,
-    pinned_load_ids,
     require_versions,
     schema_from_bytes,
     schema_to_bytes,
     table_not_found,
     with_lineage,
 )
-from .schema_evolution import cast_columns, schema_changes
+from .history import SUPERSEDED, ReadPlan, generation_start, history_name, plan_read, rows_name
+from .schema_evolution import SchemaChange, cast_columns, schema_changes
 
 __all__ = ["PostgresDestination"]
 
 TABLES_TABLE = "_fp_tables"
+ARCHIVE_TABLE = "_fp_archive"  # replaced generations of each table (see history.py)
 COPY_ROWS = 200_000  # rows per CSV chunk streamed into COPY
 _LOAD_SETTING = "featurepipe.load_id"  # set for each load's transaction only
 _DEFAULTS = {
@@ -68,7 +69,13 @@ CREATE TABLE IF NOT EXISTS {loads} (
     source_state text,
     UNIQUE (table_name, load_id)
 );
-CREATE TABLE IF NOT EXISTS {tables} (table_name text PRIMARY KEY, schema bytea NOT NULL);
+CREATE TABLE IF NOT EXISTS {tables} (
+    table_name text PRIMARY KEY, schema bytea NOT NULL, history_from bigint
+);
+CREATE TABLE IF NOT EXISTS {archive} (
+    table_name text, first_seq bigint, last_seq bigint NOT NULL, schema bytea NOT NULL,
+    PRIMARY KEY (table_name, first_seq)
+);
 """
 # columns added to the loads table later: created on tables made before them
 _LOADS_ADDED = {"extracted_at": "timestamptz", "source_state": "text"}
@@ -246,41 +253,38 @@ class PostgresDestination:
                 if done:
                     return LoadResult(table, 0, int(done[0]), load_id, mode, skipped=True)
                 db.execute("SELECT set_config(%s, %s, true)", (_LOAD_SETTING, load_id))
-                schema, cast = self._prepare_table(db, table, stored.schema, mode, schema_mode)
-                if cast:  # narrower incoming types written in the stored (or widened) type
-                    encoded = to_destination(
-                        "postgres", table, cast_columns(table, frame, cast), keep_dictionary=True
-                    )
-                if mode == "merge":
-                    self._merge(db, table, encoded, primary_key, delete_column)
-                else:
-                    self._copy(db, self._id(table), encoded)
-                db.execute(
-                    sql.SQL(
-                        "INSERT INTO {} VALUES (%s, %s) ON CONFLICT (table_name) "
-                        "DO UPDATE SET schema = excluded.schema"
-                    ).format(self._id(TABLES_TABLE)),
-                    (table, schema_to_bytes(schema)),
-                )
+                start = generation_start(self._loads_of(db, table))
+                record = (load_id, source, table, frame.height, schema_version, mode)
                 row = db.execute(
                     sql.SQL(
                         "INSERT INTO {} (load_id, source, table_name, rows, schema_version, "
                         "disposition, state, extracted_at, source_state) "
                         "VALUES (%s, %s, %s, %s, %s, %s, 'committed', %s, %s) RETURNING seq"
                     ).format(self._id(LOADS_TABLE)),
-                    (
-                        load_id,
-                        source,
-                        table,
-                        frame.height,
-                        schema_version,
-                        mode,
-                        extracted_at,
-                        source_state,
-                    ),
+                    (*record, extracted_at, source_state),
                 ).fetchone()
-        version = int(row[0]) if row else 0
-        return LoadResult(table, frame.height, version, load_id, mode)
+                seq = int(row[0]) if row else 0
+                generation = (start, seq)
+                schema, cast = self._prepare_table(
+                    db, table, stored.schema, mode, schema_mode, generation
+                )
+                if cast:  # narrower incoming types written in the stored (or widened) type
+                    encoded = to_destination(
+                        "postgres", table, cast_columns(table, frame, cast), keep_dictionary=True
+                    )
+                if mode == "merge":
+                    self._merge(db, table, encoded, primary_key, delete_column, schema, generation)
+                else:
+                    self._copy(db, self._id(table), encoded)
+                db.execute(
+                    sql.SQL(
+                        "INSERT INTO {} AS t VALUES (%s, %s, %s) ON CONFLICT (table_name) "
+                        "DO UPDATE SET schema = excluded.schema, "
+                        "history_from = coalesce(t.history_from, excluded.history_from)"
+                    ).format(self._id(TABLES_TABLE)),
+                    (table, schema_to_bytes(schema), seq),
+                )
+        return LoadResult(table, frame.height, seq, load_id, mode)
 
     def _create_meta(self, db: psycopg.Connection[Any]) -> None:
         if self._meta_exists(db):
@@ -291,22 +295,21 @@ class PostgresDestination:
             db.execute(
                 sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
             )
-            db.execute(
-                sql.SQL(_META).format(loads=self._id(LOADS_TABLE), tables=self._id(TABLES_TABLE))
-            )
+            db.execute(sql.SQL(_META).format(**self._meta_names()))
 
     def _upgrade_meta(self, db: psycopg.Connection[Any]) -> None:
-        """Add the loads-table columns a destination created by an older version lacks."""
+        """Add the loads-table columns and the history the destination's first version lacked."""
         present = {
-            r[0]
+            (r[0], r[1])
             for r in db.execute(
-                "SELECT column_name FROM information_schema.columns "
-                "WHERE table_schema = %s AND table_name = %s",
-                (self.schema, LOADS_TABLE),
+                "SELECT table_name, column_name FROM information_schema.columns "
+                "WHERE table_schema = %s AND table_name IN (%s, %s, %s)",
+                (self.schema, LOADS_TABLE, TABLES_TABLE, ARCHIVE_TABLE),
             )
         }
-        missing = [c for c in _LOADS_ADDED if c not in present]
-        if not missing:
+        missing = [c for c in _LOADS_ADDED if (LOADS_TABLE, c) not in present]
+        history = (TABLES_TABLE, "history_from") in present
+        if not missing and history and any(t == ARCHIVE_TABLE for t, _ in present):
             return
         with db.transaction():
             db.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{self.schema}._fp",))
@@ -318,6 +321,33 @@ class PostgresDestination:
                         sql.SQL(_LOADS_ADDED[column]),
                     )
                 )
+            db.execute(
+                sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS history_from bigint").format(
+                    self._id(TABLES_TABLE)
+                )
+            )
+            db.execute(sql.SQL(_META).format(**self._meta_names()))
+
+    def _meta_names(self) -> dict[str, sql.Composable]:
+        return {
+            "loads": self._id(LOADS_TABLE),
+            "tables": self._id(TABLES_TABLE),
+            "archive": self._id(ARCHIVE_TABLE),
+        }
+
+    def _exists(self, db: psycopg.Connection[Any], name: str) -> bool:
+        row = db.execute(
+            "SELECT count(*) FROM information_schema.tables "
+            "WHERE table_schema = %s AND table_name = %s",
+            (self.schema, name),
+        ).fetchone()
+        return bool(row and row[0])
+
+    def _loads_of(self, db: psycopg.Connection[Any], table: str) -> list[tuple[int, str, str]]:
+        query = sql.SQL(
+            "SELECT seq, load_id, disposition FROM {} WHERE table_name = %s ORDER BY seq"
+        ).format(self._id(LOADS_TABLE))
+        return [(int(r[0]), r[1], r[2]) for r in db.execute(query, (table,))]
 
     def _stored_schema(self, db: psycopg.Connection[Any], table: str) -> pl.Schema | None:
         row = db.execute(
@@ -333,40 +363,64 @@ class PostgresDestination:
         incoming: pl.Schema,
         mode: str,
         schema_mode: str,
+        generation: tuple[int | None, int],
     ) -> tuple[pl.Schema, dict[str, pl.DataType]]:
         """Create, replace, extend or widen the table for the incoming rows.
+
+        Args:
+            generation: the sequence numbers of the load that began the table's current
+                generation (``None``: no table yet) and of this load.
 
         Returns:
             The schema the table ends with, and the incoming columns to cast to it.
         """
         current = self._stored_schema(db, table)
-        if current is None or (mode == "replace" and schema_mode == "evolve"):
-            if current is not None:
-                db.execute(sql.SQL("DROP TABLE {}").format(self._id(table)))
-            columns = sql.SQL(", ").join(
-                sql.SQL("{} {}{}").format(
-                    sql.Identifier(c),
-                    sql.SQL(storage_type("postgres", t)),
-                    _DEFAULTS.get(c, sql.SQL("")),
-                )
-                for c, t in incoming.items()
-            )
-            db.execute(sql.SQL("CREATE TABLE {} ({})").format(self._id(table), columns))
+        start, seq = generation
+        if current is None or start is None:
+            self._create_table(db, table, incoming)
             return incoming, {}
-        change = schema_changes(table, current, incoming, schema_mode)
-        for column in change.added:
+        if mode == "replace":  # keep the replaced rows as the archived generation
+            change = SchemaChange()
+            if schema_mode == "freeze":
+                change = schema_changes(table, current, incoming, schema_mode)
+            db.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(self._id(f"_fp_pk_{table}")))
             db.execute(
-                sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
-                    self._id(table),
-                    sql.Identifier(column),
-                    sql.SQL(storage_type("postgres", incoming[column])),
+                sql.SQL("ALTER TABLE {} RENAME TO {}").format(
+                    self._id(table), sql.Identifier(rows_name(start))
                 )
             )
-        for column, dtype in change.widened.items():
-            self._widen(db, table, column, current[column], dtype)
-        if mode == "replace":
-            db.execute(sql.SQL("DELETE FROM {}").format(self._id(table)))
+            db.execute(
+                sql.SQL("INSERT INTO {} VALUES (%s, %s, %s, %s)").format(self._id(ARCHIVE_TABLE)),
+                (table, start, seq, schema_to_bytes(current)),
+            )
+            schema = incoming if schema_mode == "evolve" else current
+            self._create_table(db, table, schema)
+            return schema, change.cast
+        change = schema_changes(table, current, incoming, schema_mode)
+        history = history_name(start)
+        for name in [table, history] if self._exists(db, history) else [table]:
+            for column in change.added:
+                db.execute(
+                    sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
+                        self._id(name),
+                        sql.Identifier(column),
+                        sql.SQL(storage_type("postgres", incoming[column])),
+                    )
+                )
+            for column, dtype in change.widened.items():
+                self._widen(db, name, column, current[column], dtype)
         return change.schema(current, incoming), change.cast
+
+    def _create_table(self, db: psycopg.Connection[Any], name: str, schema: pl.Schema) -> None:
+        columns = sql.SQL(", ").join(
+            sql.SQL("{} {}{}").format(
+                sql.Identifier(c),
+                sql.SQL(storage_type("postgres", t)),
+                _DEFAULTS.get(c, sql.SQL("")),
+            )
+            for c, t in schema.items()
+        )
+        db.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(self._id(name), columns))
 
     def _widen(
         self,
@@ -411,6 +465,8 @@ class PostgresDestination:
         rows: pl.DataFrame,
         primary_key: Sequence[str],
         delete_column: str | None,
+        schema: pl.Schema,
+        generation: tuple[int | None, int],
     ) -> None:
         staging = sql.Identifier(f"_fp_staging_{table}")
         db.execute(
@@ -429,11 +485,30 @@ class PostgresDestination:
                 index, self._id(table), keys
             )
         )
+        match = sql.SQL(" AND ").join(
+            sql.SQL("t.{k} = s.{k}").format(k=sql.Identifier(k)) for k in primary_key
+        )
+        start, seq = generation
+        if start is not None:  # the rows this merge updates or deletes go to the history
+            history = history_name(start)
+            self._create_table(db, history, pl.Schema({**schema, SUPERSEDED: pl.Int64()}))
+            stored = sql.SQL(", ").join(sql.Identifier(c) for c in schema)
+            db.execute(
+                sql.SQL(
+                    "INSERT INTO {} ({}, {}) SELECT {}, %s FROM {} AS t JOIN {} AS s ON {}"
+                ).format(
+                    self._id(history),
+                    stored,
+                    sql.Identifier(SUPERSEDED),
+                    sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in schema),
+                    self._id(table),
+                    staging,
+                    match,
+                ),
+                (seq,),
+            )
         kept: sql.Composable = sql.SQL("TRUE")
         if flag is not None:
-            match = sql.SQL(" AND ").join(
-                sql.SQL("t.{k} = s.{k}").format(k=sql.Identifier(k)) for k in primary_key
-            )
             db.execute(
                 sql.SQL("DELETE FROM {} AS t USING {} AS s WHERE {} AND s.{} IS TRUE").format(
                     self._id(table), staging, match, flag
@@ -466,20 +541,22 @@ class PostgresDestination:
             schema = self._stored_schema(db, table) if self._meta_exists(db) else None
             if schema is None:
                 raise self._not_found(table)
-            loads = db.execute(
-                sql.SQL(
-                    "SELECT seq, load_id, disposition FROM {} WHERE table_name = %s ORDER BY seq"
-                ).format(self._id(LOADS_TABLE)),
-                (table,),
-            ).fetchall()
-            pinned, ids = pinned_load_ids(table, version, loads)
+            plan = self._plan_read(db, table, version)
+            schema = plan.schema or schema
             columns = sql.SQL(", ").join(sql.Identifier(c) for c in schema)
-            query = sql.SQL("SELECT {} FROM {}").format(columns, self._id(table))
-            if ids is not None:
-                literal = sql.SQL(", ").join(sql.Literal(i) for i in ids)
-                query = sql.SQL("{} WHERE {} IN ({})").format(
-                    query, sql.Identifier(LOAD_ID), literal
-                )
+            query = sql.SQL("SELECT {} FROM {}").format(columns, self._id(plan.rows_table))
+            if plan.load_ids is not None:
+                ids = sql.SQL(", ").join(sql.Literal(i) for i in plan.load_ids)
+                where = sql.SQL(" WHERE {} IN ({})").format(sql.Identifier(LOAD_ID), ids)
+                query += where
+                if plan.history_table and self._exists(db, plan.history_table):
+                    query += sql.SQL(" UNION ALL SELECT {} FROM {}{} AND {} > {}").format(
+                        columns,
+                        self._id(plan.history_table),
+                        where,
+                        sql.Identifier(SUPERSEDED),
+                        sql.Literal(plan.version),
+                    )
             buffer = bytearray()
             with (
                 db.cursor() as cursor,
@@ -493,7 +570,29 @@ class PostgresDestination:
             new_columns=list(schema),
             schema={c: pl.String for c in schema},
         )
-        return from_destination(raw, schema).lazy(), pinned
+        return from_destination(raw, schema).lazy(), plan.version
+
+    def _plan_read(self, db: psycopg.Connection[Any], table: str, version: int | None) -> ReadPlan:
+        loads = self._loads_of(db, table)
+        if not self._exists(db, ARCHIVE_TABLE):  # made before history was kept
+            return plan_read(table, version, loads, [], None)
+        archived = [
+            (int(r[0]), int(r[1]), schema_from_bytes(bytes(r[2])))
+            for r in db.execute(
+                sql.SQL("SELECT first_seq, last_seq, schema FROM {} WHERE table_name = %s").format(
+                    self._id(ARCHIVE_TABLE)
+                ),
+                (table,),
+            )
+        ]
+        row = db.execute(
+            sql.SQL("SELECT history_from FROM {} WHERE table_name = %s").format(
+                self._id(TABLES_TABLE)
+            ),
+            (table,),
+        ).fetchone()
+        history_from = None if row is None or row[0] is None else int(row[0])
+        return plan_read(table, version, loads, archived, history_from)
 
     def _not_found(self, table: str) -> DestinationError:
         return table_not_found(table, self.location(table))

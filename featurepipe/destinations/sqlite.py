@@ -28,18 +28,19 @@ from .base import (
     SchemaMode,
     check_load,
     check_table_name,
-    pinned_load_ids,
     require_versions,
     schema_from_bytes,
     schema_to_bytes,
     table_not_found,
     with_lineage,
 )
-from .schema_evolution import cast_columns, schema_changes
+from .history import SUPERSEDED, ReadPlan, generation_start, history_name, plan_read, rows_name
+from .schema_evolution import SchemaChange, cast_columns, schema_changes
 
 __all__ = ["SqliteDestination"]
 
 TABLES_TABLE = "_fp_tables"
+ARCHIVE_TABLE = "_fp_archive"  # replaced generations of each table (see history.py)
 
 _META = f"""
 CREATE TABLE IF NOT EXISTS {LOADS_TABLE} (
@@ -56,7 +57,13 @@ CREATE TABLE IF NOT EXISTS {LOADS_TABLE} (
     source_state TEXT,
     UNIQUE (table_name, load_id)
 );
-CREATE TABLE IF NOT EXISTS {TABLES_TABLE} (table_name TEXT PRIMARY KEY, schema BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS {TABLES_TABLE} (
+    table_name TEXT PRIMARY KEY, schema BLOB NOT NULL, history_from INTEGER
+);
+CREATE TABLE IF NOT EXISTS {ARCHIVE_TABLE} (
+    table_name TEXT, first_seq INTEGER, last_seq INTEGER NOT NULL, schema BLOB NOT NULL,
+    PRIMARY KEY (table_name, first_seq)
+);
 """
 
 # columns added to the loads table later: created on tables made before them
@@ -205,14 +212,7 @@ class SqliteDestination:
                 if done:
                     db.execute("ROLLBACK")
                     return LoadResult(table, 0, int(done[0]), load_id, mode, skipped=True)
-                schema, cast = _prepare_table(db, table, stored.schema, mode, schema_mode)
-                if cast:  # narrower incoming types written in the stored (or widened) type
-                    encoded = to_destination("sqlite", table, cast_columns(table, lineage, cast))
-                _insert(db, table, encoded, mode, primary_key, delete_column)
-                db.execute(
-                    f"INSERT OR REPLACE INTO {TABLES_TABLE} VALUES (?, ?)",
-                    (table, schema_to_bytes(schema)),
-                )
+                start = generation_start(_loads_of(db, table))
                 cursor = db.execute(
                     f"INSERT INTO {LOADS_TABLE} (load_id, source, table_name, rows, "
                     "schema_version, disposition, state, loaded_at, extracted_at, "
@@ -230,6 +230,21 @@ class SqliteDestination:
                     ),
                 )
                 version = int(cursor.lastrowid or 0)
+                generation = (start, version)
+                schema, cast = _prepare_table(
+                    db, table, stored.schema, mode, schema_mode, generation
+                )
+                if cast:  # narrower incoming types written in the stored (or widened) type
+                    encoded = to_destination("sqlite", table, cast_columns(table, lineage, cast))
+                if mode == "merge" and start is not None:  # rows it updates or deletes
+                    _keep_superseded(db, table, encoded, primary_key, schema, generation)
+                _insert(db, table, encoded, mode, primary_key, delete_column)
+                db.execute(
+                    f"INSERT INTO {TABLES_TABLE} AS t VALUES (?, ?, ?) ON CONFLICT (table_name) "
+                    "DO UPDATE SET schema = excluded.schema, "
+                    "history_from = coalesce(t.history_from, excluded.history_from)",
+                    (table, schema_to_bytes(schema), version),
+                )
                 db.execute("COMMIT")
             except sqlite3.Error as exc:
                 _rollback(db)
@@ -254,22 +269,23 @@ class SqliteDestination:
             schema = _stored_schema(db, table) if _has_meta(db) else None
             if schema is None:
                 raise self._not_found(table)
-            loads = db.execute(
-                f"SELECT seq, load_id, disposition FROM {LOADS_TABLE} "
-                "WHERE table_name = ? ORDER BY seq",
-                (table,),
-            ).fetchall()
-            pinned, ids = pinned_load_ids(table, version, loads)
+            plan = _plan_read(db, table, version)
+            schema = plan.schema or schema
             columns = ", ".join(_q(c) for c in schema)
-            query = f"SELECT {columns} FROM {_q(table)}"
-            params: list[str] = []
-            if ids is not None:
-                query += f" WHERE {_q(LOAD_ID)} IN ({', '.join('?' * len(ids))})"
-                params = ids
+            query = f"SELECT {columns} FROM {_q(plan.rows_table)}"
+            params: list[str | int] = []
+            if plan.load_ids is not None:
+                where = f" WHERE {_q(LOAD_ID)} IN ({', '.join('?' * len(plan.load_ids))})"
+                query += where
+                params = [*plan.load_ids]
+                if plan.history_table and _exists(db, plan.history_table):
+                    query += f" UNION ALL SELECT {columns} FROM {_q(plan.history_table)}{where}"
+                    query += f" AND {_q(SUPERSEDED)} > ?"
+                    params += [*plan.load_ids, plan.version]
             rows = db.execute(query, params).fetchall()
         raw_schema = {c: _RAW[storage_type("sqlite", t)] for c, t in schema.items()}
         raw = pl.DataFrame(rows, schema=raw_schema, orient="row")
-        return from_destination(raw, schema).lazy(), pinned
+        return from_destination(raw, schema).lazy(), plan.version
 
     def _not_found(self, table: str) -> DestinationError:
         return table_not_found(table, self.path)
@@ -293,15 +309,17 @@ def _loads_columns(db: sqlite3.Connection) -> set[str]:
 
 
 def _upgrade_meta(db: sqlite3.Connection) -> None:
-    """Add the loads-table columns a database made by an older version lacks."""
+    """Add the columns a database made by an older version lacks."""
     present = _loads_columns(db)
-    for column in _LOADS_ADDED:
-        if column not in present:
-            try:
-                db.execute(f"ALTER TABLE {LOADS_TABLE} ADD COLUMN {column} TEXT")
-            except sqlite3.OperationalError as exc:  # another writer added it first
-                if "duplicate column" not in str(exc):
-                    raise
+    added = [(LOADS_TABLE, c, "TEXT") for c in _LOADS_ADDED if c not in present]
+    if "history_from" not in {r[1] for r in db.execute(f"PRAGMA table_info({TABLES_TABLE})")}:
+        added.append((TABLES_TABLE, "history_from", "INTEGER"))
+    for table, column, kind in added:
+        try:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+        except sqlite3.OperationalError as exc:  # another writer added it first
+            if "duplicate column" not in str(exc):
+                raise
 
 
 def _version(db: sqlite3.Connection, table: str) -> int | None:
@@ -318,34 +336,119 @@ def _stored_schema(db: sqlite3.Connection, table: str) -> pl.Schema | None:
     return None if row is None else schema_from_bytes(row[0])
 
 
-def _create(db: sqlite3.Connection, table: str, schema: pl.Schema) -> None:
+def _create(
+    db: sqlite3.Connection, table: str, schema: pl.Schema, *, exist_ok: bool = False
+) -> None:
     columns = ", ".join(f"{_q(c)} {storage_type('sqlite', t)}" for c, t in schema.items())
-    db.execute(f"CREATE TABLE {_q(table)} ({columns})")
+    maybe = "IF NOT EXISTS " if exist_ok else ""
+    db.execute(f"CREATE TABLE {maybe}{_q(table)} ({columns})")
+
+
+def _exists(db: sqlite3.Connection, name: str) -> bool:
+    found = db.execute("SELECT count(*) FROM sqlite_master WHERE name = ?", (name,)).fetchone()
+    return bool(found and found[0])
+
+
+def _loads_of(db: sqlite3.Connection, table: str) -> list[tuple[int, str, str]]:
+    query = f"SELECT seq, load_id, disposition FROM {LOADS_TABLE} WHERE table_name = ? ORDER BY seq"
+    return [(int(r[0]), r[1], r[2]) for r in db.execute(query, (table,))]
+
+
+def _plan_read(db: sqlite3.Connection, table: str, version: int | None) -> ReadPlan:
+    loads = _loads_of(db, table)
+    if not _exists(db, ARCHIVE_TABLE):  # made before history was kept
+        return plan_read(table, version, loads, [], None)
+    archived = [
+        (int(r[0]), int(r[1]), schema_from_bytes(r[2]))
+        for r in db.execute(
+            f"SELECT first_seq, last_seq, schema FROM {ARCHIVE_TABLE} WHERE table_name = ?",
+            (table,),
+        )
+    ]
+    row = db.execute(
+        f"SELECT history_from FROM {TABLES_TABLE} WHERE table_name = ?", (table,)
+    ).fetchone()
+    history_from = None if row is None or row[0] is None else int(row[0])
+    return plan_read(table, version, loads, archived, history_from)
+
+
+def _keep_superseded(
+    db: sqlite3.Connection,
+    table: str,
+    encoded: pl.DataFrame,
+    primary_key: Sequence[str],
+    schema: pl.Schema,
+    generation: tuple[int | None, int],
+) -> None:
+    """Copy the rows a merge batch updates or deletes into the generation's history."""
+    start, seq = generation
+    assert start is not None  # noqa: S101 - only called on an existing table
+    history = history_name(start)
+    _create(db, history, pl.Schema({**schema, SUPERSEDED: pl.Int64()}), exist_ok=True)
+    keys = ", ".join(_q(k) for k in primary_key)
+    db.execute(f"CREATE TEMP TABLE _fp_keys ({keys})")
+    db.executemany(
+        f"INSERT INTO temp._fp_keys VALUES ({', '.join('?' * len(primary_key))})",
+        encoded.select(primary_key).iter_rows(),
+    )
+    names = ", ".join(_q(c) for c in schema)
+    match = " AND ".join(f"t.{_q(k)} = k.{_q(k)}" for k in primary_key)
+    values = ", ".join(f"t.{_q(c)}" for c in schema)
+    db.execute(
+        f"INSERT INTO {_q(history)} ({names}, {_q(SUPERSEDED)}) SELECT {values}, ? "
+        f"FROM {_q(table)} AS t JOIN temp._fp_keys AS k ON {match}",
+        (seq,),
+    )
+    db.execute("DROP TABLE temp._fp_keys")
 
 
 def _prepare_table(
-    db: sqlite3.Connection, table: str, incoming: pl.Schema, mode: str, schema_mode: str
+    db: sqlite3.Connection,
+    table: str,
+    incoming: pl.Schema,
+    mode: str,
+    schema_mode: str,
+    generation: tuple[int | None, int],
 ) -> tuple[pl.Schema, dict[str, pl.DataType]]:
     """Create, replace, extend or widen the table for the incoming rows.
+
+    Args:
+        generation: the sequence numbers of the load that began the table's current
+            generation (``None``: no table yet) and of this load.
 
     Returns:
         The schema the table ends with, and the incoming columns to cast to it.
     """
     current = _stored_schema(db, table)
-    if current is None or (mode == "replace" and schema_mode == "evolve"):
-        if current is not None:
-            db.execute(f"DROP TABLE {_q(table)}")
+    start, seq = generation
+    if current is None or start is None:
         _create(db, table, incoming)
         return incoming, {}
+    if mode == "replace":  # keep the replaced rows as the archived generation
+        change = SchemaChange()
+        if schema_mode == "freeze":
+            change = schema_changes(table, current, incoming, schema_mode)
+        db.execute(f"DROP INDEX IF EXISTS {_q(f'_fp_pk_{table}')}")
+        db.execute(f"ALTER TABLE {_q(table)} RENAME TO {_q(rows_name(start))}")
+        db.execute(
+            f"INSERT INTO {ARCHIVE_TABLE} VALUES (?, ?, ?, ?)",
+            (table, start, seq, schema_to_bytes(current)),
+        )
+        schema = incoming if schema_mode == "evolve" else current
+        _create(db, table, schema)
+        return schema, change.cast
     change = schema_changes(table, current, incoming, schema_mode)
-    for column in change.added:
-        kind = storage_type("sqlite", incoming[column])
-        db.execute(f"ALTER TABLE {_q(table)} ADD COLUMN {_q(column)} {kind}")
+    history = history_name(start)
+    for name in [table, history] if _exists(db, history) else [table]:
+        for column in change.added:
+            kind = storage_type("sqlite", incoming[column])
+            db.execute(f"ALTER TABLE {_q(name)} ADD COLUMN {_q(column)} {kind}")
     schema = change.schema(current, incoming)
     if change.widened:
         _widen(db, table, current, schema)
-    if mode == "replace":
-        db.execute(f"DELETE FROM {_q(table)}")
+        if _exists(db, history):
+            extra = {SUPERSEDED: pl.Int64()}
+            _widen(db, history, pl.Schema({**current, **extra}), pl.Schema({**schema, **extra}))
     return schema, change.cast
 
 

@@ -131,3 +131,28 @@ def test_missing_table_or_version_is_a_clear_error(destination: Destination) -> 
     destination.write("t", pl.DataFrame({"k": [2]}), load_id="L2", mode="replace")
     with pytest.raises(DestinationError, match="table 't' at version"):
         destination.read("t", version=-5)
+
+
+def test_pinned_reads_see_each_version_after_merges_and_replaces(destination: Destination) -> None:
+    def load(load_id: str, mode: str, data: dict, gone: list[bool] | None = None) -> int:
+        frame = pl.DataFrame(data if gone is None else {**data, "gone": gone})
+        merge = {"primary_key": ["k"], "delete_column": "gone"} if gone is not None else {}
+        return destination.write("t", frame, load_id=load_id, mode=mode, **merge).version
+
+    expected = {
+        load("L1", "append", {"k": [1, 2], "v": ["a", "b"]}): [(1, "a"), (2, "b")],
+        load("L2", "merge", {"k": [2, 3], "v": ["B", "c"]}, [False, False]): [
+            (1, "a"), (2, "B"), (3, "c")
+        ],
+        load("L3", "merge", {"k": [1, 3], "v": ["x", "C"]}, [True, False]): [(2, "B"), (3, "C")],
+        # the replace changes the columns: older versions keep theirs
+        load("L4", "replace", {"k": [9], "w": [1.5]}): [(9, 1.5)],
+        load("L5", "append", {"k": [10], "w": [2.5]}): [(9, 1.5), (10, 2.5)],
+        load("L6", "merge", {"k": [9], "w": [0.5]}, [False]): [(9, 0.5), (10, 2.5)],
+        load("L7", "replace", {"k": [7], "w": [7.0]}): [(7, 7.0)],
+    }  # fmt: skip
+    for version, rows in expected.items():
+        frame, read = destination.read("t", version)
+        assert read == version
+        assert frame.collect().drop(LOAD_ID, LOADED_AT).sort("k").rows() == rows, version
+    assert _rows(destination, "t").rows() == [(7, 7.0)]
