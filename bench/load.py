@@ -11,8 +11,12 @@ the same frame in the same run:
   table created for it, in one transaction;
 - SQLite: ``executemany`` of the frame's rows in one transaction.
 
+A PostgreSQL or SQLite ``replace`` keeps the replaced rows as the table's previous version
+(a rename, for pinned reads); the baselines drop their table instead.
+
 Prints rows/s and the ratio destination / baseline (above 1: faster than the baseline);
-every figure is the best of ``--repeat`` rounds. Timings are reported, never asserted.
+every figure is the best of ``--repeat`` rounds, the destination and its baseline taking
+turns so that both see the same load. Timings are reported, never asserted.
 Run alone: ``.venv/bin/python -P bench/load.py [--repeat N] [--copies 10] [--only delta]``
 (``-P`` keeps ``bench/`` off ``sys.path``, so no script there can shadow a module).
 """
@@ -50,28 +54,29 @@ def flights(copies: int) -> pl.DataFrame:
     return pl.concat([typed.frame] * copies, rechunk=True)
 
 
-def best(run: Callable[[], object], repeat: int, warm_up: bool = False) -> float:
-    """The best wall time of ``repeat`` runs (after one untimed run if ``warm_up``)."""
-    if warm_up:
-        run()
-    times = []
+def best(
+    ours: Callable[[], object], base: Callable[[], object], repeat: int
+) -> tuple[float, float]:
+    """The best wall times of ``repeat`` runs of each, after one untimed run of ``ours`` (it
+    creates the table). The two alternate, so both see the same load on a busy machine."""
+    ours()
+    times: tuple[list[float], list[float]] = ([], [])
     for _ in range(repeat):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        for run, spent in zip((ours, base), times, strict=True):
+            start = time.perf_counter()
+            run()
+            spent.append(time.perf_counter() - start)
+    return min(times[0]), min(times[1])
 
 
 def bench_delta(frame: pl.DataFrame, folder: Path, repeat: int) -> tuple[float, float]:
     destination = fp.open_destination("delta", path=folder / "warehouse")
     counter = iter(range(1_000_000))
-    ours = best(
+    return best(
         lambda: destination.write("flights", frame, load_id=f"b{next(counter)}", mode="replace"),
+        lambda: frame.write_parquet(folder / "flights.parquet"),
         repeat,
-        warm_up=True,
     )
-    base = best(lambda: frame.write_parquet(folder / "flights.parquet"), repeat)
-    return ours, base
 
 
 def bench_postgres(frame: pl.DataFrame, repeat: int) -> tuple[float, float]:
@@ -79,13 +84,6 @@ def bench_postgres(frame: pl.DataFrame, repeat: int) -> tuple[float, float]:
     destination = fp.open_destination("postgres", url=PG_URL, schema=schema)
     counter = iter(range(1_000_000))
     try:
-        ours = best(
-            lambda: destination.write(
-                "flights", frame, load_id=f"b{next(counter)}", mode="replace"
-            ),
-            repeat,
-            warm_up=True,
-        )
 
         def baseline() -> None:
             columns = sql.SQL(", ").join(
@@ -102,21 +100,21 @@ def bench_postgres(frame: pl.DataFrame, repeat: int) -> tuple[float, float]:
                     frame.write_csv(buffer, include_header=False)
                     copy.write(buffer.getbuffer())
 
-        base = best(baseline, repeat)
+        return best(
+            lambda: destination.write(
+                "flights", frame, load_id=f"b{next(counter)}", mode="replace"
+            ),
+            baseline,
+            repeat,
+        )
     finally:
         with psycopg.connect(PG_URL, autocommit=True) as db:
             db.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
-    return ours, base
 
 
 def bench_sqlite(frame: pl.DataFrame, folder: Path, repeat: int) -> tuple[float, float]:
     destination = fp.open_destination("sqlite", path=folder / "warehouse.sqlite")
     counter = iter(range(1_000_000))
-    ours = best(
-        lambda: destination.write("flights", frame, load_id=f"b{next(counter)}", mode="replace"),
-        repeat,
-        warm_up=True,
-    )
     # the baseline stores time_hour as ISO text, as SQLite has no timestamp type
     plain = frame.with_columns(pl.col("time_hour").dt.to_string("%Y-%m-%d %H:%M:%S"))
 
@@ -132,8 +130,11 @@ def bench_sqlite(frame: pl.DataFrame, folder: Path, repeat: int) -> tuple[float,
         finally:
             db.close()
 
-    base = best(baseline, repeat)
-    return ours, base
+    return best(
+        lambda: destination.write("flights", frame, load_id=f"b{next(counter)}", mode="replace"),
+        baseline,
+        repeat,
+    )
 
 
 def main() -> None:
