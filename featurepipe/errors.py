@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -168,6 +169,11 @@ class StepFailed(FlowError):
 
     hint = "open the executed notebook, fix the cell, then `featurepipe run --from {step}`."
 
+    @property
+    def kernel_log(self) -> str:
+        """The kernel's log, beside the executed notebook: ``<run_dir>/<step>.kernel.log``."""
+        return str(Path(self.notebook).with_name(f"{self.step}.kernel.log"))
+
     def __init__(
         self,
         step: str,
@@ -188,7 +194,7 @@ class StepFailed(FlowError):
         super().__init__(
             f"step {step} failed{cell}: {error_name}: {error_value}\n"
             f"The executed notebook with the error is at {notebook}\n"
-            f"Hint: {self.hint.format(step=step)}"
+            f"Hint: {self.hint.format(step=step, kernel_log=self.kernel_log)}"
         )
 
 
@@ -215,7 +221,7 @@ class KernelDied(StepFailed):
 
     hint = (
         "the kernel process ended abruptly; check memory (dmesg, `free -m`) and the kernel "
-        "log runs/<run_id>/{step}.kernel.log, then `featurepipe run --from {step}`."
+        "log {kernel_log}, then `featurepipe run --from {step}`."
     )
 
 

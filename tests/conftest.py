@@ -10,8 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from featurepipe.config import Config, load_config
+
+# Property tests keep no example database: nothing is written to .hypothesis/.
+settings.register_profile("featurepipe", database=None)
+settings.load_profile("featurepipe")
 
 REPO = Path(__file__).resolve().parent.parent
 PROJECT_FILES = ("featurepipe.toml", "notebooks", "expectations")

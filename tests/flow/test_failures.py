@@ -68,6 +68,9 @@ def test_a_failed_step_stops_the_flow_and_says_why(
     message = str(caught.value)
     for word in [*words, "step a_load failed", "Hint:", caught.value.notebook]:
         assert word in message, word
+    if mode == "die":  # the hint names the real kernel log, beside the executed notebook
+        [log] = tiny.root.glob("runs/*/a_load.kernel.log")
+        assert f"kernel log {log}," in message
     _assert_stopped_and_recorded(tiny)
 
 
