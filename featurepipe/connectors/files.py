@@ -28,7 +28,7 @@ from .base import Batch, BatchReader, SourceBase, read_batches
 from .csv_compact import CompactUnavailable, CsvLayout, read_compact
 from .file_streams import csv_encoding_streams, stream_csv, stream_parquet
 
-__all__ = ["Extract", "FileSource", "extract_file"]
+__all__ = ["Extract", "FileManifest", "FileSource", "ListedFile", "extract_file"]
 
 log = logging.getLogger(__name__)
 
@@ -49,38 +49,28 @@ class FileSource(SourceBase[FileSourceConfig]):
     def read(self, state: Mapping[str, Any]) -> BatchReader:
         """Yield the batches of every file (new or changed ones when incremental)."""
         cfg = self.config
-        manifest: dict[str, Any] = dict(state.get("manifest", {})) if cfg.incremental else {}
-        seen: dict[str, Any] = {}
+        manifest = FileManifest(state.get("manifest") if cfg.incremental else None)
         text: dict[str, pl.DataType] = {}  # compact: a column keeps its dictionary across files
         for file in self._list_files():
-            entry = {"size": file.size, "mtime": file.mtime}
-            old = manifest.get(file.url)
-            if old and {k: old.get(k) for k in entry} == entry:
-                seen[file.url] = old  # same size and mtime: not read again
+            if manifest.unchanged(file):
                 continue
             if self._can_stream(file):
-                entry["sha256"] = _file_sha256(file.url) if cfg.incremental else ""
-                seen[file.url] = entry
-                if not (old and old.get("sha256") == entry["sha256"]):
+                sha256 = _file_sha256(file.url) if cfg.incremental else ""
+                if manifest.record(file, sha256):
                     yield from self._stream_local(file.url, text)
                 continue
             if self._streams_through_fsspec(file):
-                entry["sha256"] = self._sha256(file) if cfg.incremental else ""
-                seen[file.url] = entry
-                if not (old and old.get("sha256") == entry["sha256"]):
+                if manifest.record(file, self._sha256(file) if cfg.incremental else ""):
                     yield from self._stream_fsspec(file)
                 continue
             data = self._read_bytes(file)
-            entry["sha256"] = hashlib.sha256(data).hexdigest()
-            seen[file.url] = entry
-            if old and old.get("sha256") == entry["sha256"]:
-                continue  # touched, not changed
-            yield from read_batches(self._parse(file.url, data, text), file.url, cfg.batch_rows)
-        return {"manifest": seen} if cfg.incremental else {}
+            if manifest.record(file, hashlib.sha256(data).hexdigest()):
+                yield from read_batches(self._parse(file.url, data, text), file.url, cfg.batch_rows)
+        return {"manifest": manifest.entries} if cfg.incremental else {}
 
     # ---- listing --------------------------------------------------------------------
 
-    def _list_files(self) -> list[_File]:
+    def _list_files(self) -> list[ListedFile]:
         cfg = self.config
         try:
             # a fresh instance each pull: fsspec caches instances and their listings
@@ -91,7 +81,7 @@ class FileSource(SourceBase[FileSourceConfig]):
                 paths = [root]
             else:
                 paths = []
-            files = [_File.from_info(fs, fs.info(p)) for p in paths]
+            files = [ListedFile.from_info(fs, fs.info(p)) for p in paths]
         except (OSError, ValueError, ImportError) as exc:
             raise SourceError(
                 f"source {self.name!r}: cannot list {cfg.path}: {exc}; check "
@@ -135,7 +125,7 @@ class FileSource(SourceBase[FileSourceConfig]):
         suffix = PurePosixPath(url).suffix.lower()
         return {".gz": "gzip", ".gzip": "gzip", ".zip": "zip"}.get(suffix, "none")
 
-    def _can_stream(self, file: _File) -> bool:
+    def _can_stream(self, file: ListedFile) -> bool:
         cfg = self.config
         return (
             file.local
@@ -144,14 +134,14 @@ class FileSource(SourceBase[FileSourceConfig]):
             and cfg.encoding == "utf8"
         )
 
-    def _streams_through_fsspec(self, file: _File) -> bool:
+    def _streams_through_fsspec(self, file: ListedFile) -> bool:
         """CSV/TSV plain or gzip (remote, or in another encoding), and remote Parquet."""
         cfg, compression = self.config, self._compression(file.url)
         if cfg.format in ("csv", "tsv"):
             return compression in ("none", "gzip") and csv_encoding_streams(cfg.encoding)
         return cfg.format == "parquet" and compression == "none"
 
-    def _sha256(self, file: _File) -> str:
+    def _sha256(self, file: ListedFile) -> str:
         """The digest of the file's stored bytes, read in chunks."""
         digest = hashlib.sha256()
         try:
@@ -162,7 +152,7 @@ class FileSource(SourceBase[FileSourceConfig]):
             raise SourceError(f"source {self.name!r}: cannot read {file.url}: {exc}") from exc
         return digest.hexdigest()
 
-    def _stream_fsspec(self, file: _File) -> Iterator[Batch]:
+    def _stream_fsspec(self, file: ListedFile) -> Iterator[Batch]:
         cfg = self.config
         compression = "gzip" if self._compression(file.url) == "gzip" else None
 
@@ -197,7 +187,7 @@ class FileSource(SourceBase[FileSourceConfig]):
             "the file is truncated or corrupt: copy it again from its origin."
         )
 
-    def _read_bytes(self, file: _File) -> bytes:
+    def _read_bytes(self, file: ListedFile) -> bytes:
         try:
             with file.fs.open(file.path, "rb") as handle:
                 data: bytes = handle.read()
@@ -330,7 +320,10 @@ class FileSource(SourceBase[FileSourceConfig]):
 
 
 @dataclass(frozen=True)
-class _File:
+class ListedFile:
+    """One file of a listing: its URL, size and mtime (what a manifest compares) and the
+    filesystem and path to open it with."""
+
     url: str
     size: int | None
     mtime: str | None
@@ -340,7 +333,7 @@ class _File:
     path: str
 
     @classmethod
-    def from_info(cls, fs: fsspec.AbstractFileSystem, info: Mapping[str, Any]) -> _File:
+    def from_info(cls, fs: fsspec.AbstractFileSystem, info: Mapping[str, Any]) -> ListedFile:
         local = "file" in fs.protocol or "local" in fs.protocol
         name = str(info["name"])
         url = name if local else fs.unstrip_protocol(name)
@@ -356,6 +349,37 @@ class _File:
             fs=fs,
             path=name,
         )
+
+
+class FileManifest:
+    """The files an incremental source has read, by URL: size, mtime and content hash.
+
+    A file listed with the size and mtime it was read at is not read again (nor hashed);
+    any other file is read unless its content hash is the one already read (touched, not
+    changed). Only the files listed now are kept, so the manifest is as large as the
+    listing, and a file is read once whatever its name or mtime, however late it appears.
+
+    Args:
+        entries: the ``manifest`` of the committed state (empty or ``None``: nothing read).
+    """
+
+    def __init__(self, entries: Mapping[str, Any] | None = None) -> None:
+        self.previous: dict[str, Any] = dict(entries or {})
+        self.entries: dict[str, Any] = {}
+
+    def unchanged(self, file: ListedFile) -> bool:
+        """Whether ``file`` has the size and mtime it was read at (it is then kept as read)."""
+        old = self.previous.get(file.url)
+        if old and (old.get("size"), old.get("mtime")) == (file.size, file.mtime):
+            self.entries[file.url] = old
+            return True
+        return False
+
+    def record(self, file: ListedFile, sha256: str) -> bool:
+        """Note ``file`` with its content hash; returns whether it is new or changed."""
+        self.entries[file.url] = {"size": file.size, "mtime": file.mtime, "sha256": sha256}
+        old = self.previous.get(file.url)
+        return not (old and old.get("sha256") == sha256)
 
 
 def _str_or_none(value: Any) -> str | None:

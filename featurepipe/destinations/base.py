@@ -205,8 +205,9 @@ def check_load(
 
 
 def check_table_name(table: str) -> None:
-    """Refuse a table name in the ``_fp_`` namespace of a SQL destination's own tables
-    (the loads table, the stored schemas, staging tables and key indexes).
+    """Refuse a table name in the ``_fp_`` namespace of a destination's own tables
+    (the loads table; on SQL destinations also the stored schemas, staging tables and
+    key indexes).
 
     Raises:
         DestinationError: the name starts with ``_fp_``.

@@ -37,6 +37,7 @@ from .base import (
     LoadResult,
     SchemaMode,
     check_load,
+    check_table_name,
     require_versions,
     table_not_found,
     with_lineage,
@@ -211,6 +212,7 @@ class DeltaDestination:
             SchemaError: the schema change is not allowed; nothing was written.
         """
         check_load(table, frame, mode, primary_key, delete_column)
+        check_table_name(table)  # the loads table lives beside the tables
         delta = self._open(table)
         app_id = f"featurepipe/{table}/{load_id}"
         if delta is not None and delta.transaction_version(app_id) is not None:

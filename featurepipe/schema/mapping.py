@@ -42,15 +42,15 @@ LOGICAL: dict[str, tuple[str, str]] = {
     "uint32": ("UInt32", "unsigned 32-bit integer"),
     "uint64": ("UInt64", "unsigned 64-bit integer"),
     "float32": ("Float32", "32-bit float, NaN and ±inf included"),
-    "float64": ("Float64", "64-bit float, NaN and ±inf included"),
+    "float": ("Float64", "64-bit float, NaN and ±inf included"),
     "decimal": ("Decimal(p, s)", "exact decimal, precision ≤ 38"),
     "text": ("String", "UTF-8 text"),
     "categorical": ("Categorical, Enum", "text from a small set of values"),
     "binary": ("Binary", "bytes"),
     "date": ("Date", "calendar date"),
     "time": ("Time", "time of day, nanoseconds"),
-    "datetime": ("Datetime(unit)", "timestamp without time zone"),
-    "datetime_tz": ("Datetime(unit, zone)", "instant with a time zone"),
+    "local_datetime": ("Datetime(unit)", "timestamp without time zone"),
+    "datetime": ("Datetime(unit, zone)", "instant with a time zone"),
     "duration": ("Duration(unit)", "elapsed time"),
     "list": ("List, Array", "a list of values of one type"),
     "struct": ("Struct", "named fields"),
@@ -88,15 +88,15 @@ _MAPPINGS: dict[str, dict[str, TypeMapping]] = {
         "uint32": TypeMapping("long", "widened to a signed type"),
         "uint64": TypeMapping("decimal(20,0)", "exact decimal (no unsigned 64-bit type)"),
         "float32": TypeMapping("float"),
-        "float64": TypeMapping("double"),
+        "float": TypeMapping("double"),
         "decimal": TypeMapping("decimal({p},{s})"),
         "text": TypeMapping("string"),
         "categorical": TypeMapping("string", "stored as its text"),
         "binary": TypeMapping("binary"),
         "date": TypeMapping("date"),
         "time": TypeMapping("string", "ISO text HH:MM:SS.fffffffff (no time type)"),
-        "datetime": TypeMapping("timestamp_ntz", "microseconds", _SUB_MICROSECOND),
-        "datetime_tz": TypeMapping(
+        "local_datetime": TypeMapping("timestamp_ntz", "microseconds", _SUB_MICROSECOND),
+        "datetime": TypeMapping(
             "timestamp", "converted to UTC (the zone name is not kept)", _SUB_MICROSECOND
         ),
         "duration": TypeMapping("long", "microseconds (no interval type)", _SUB_MICROSECOND),
@@ -115,15 +115,15 @@ _MAPPINGS: dict[str, dict[str, TypeMapping]] = {
         "uint32": TypeMapping("bigint", "widened to a signed type"),
         "uint64": TypeMapping("numeric(20,0)", "exact decimal (no unsigned 64-bit type)"),
         "float32": TypeMapping("real"),
-        "float64": TypeMapping("double precision"),
+        "float": TypeMapping("double precision"),
         "decimal": TypeMapping("numeric({p},{s})"),
         "text": TypeMapping("text", "", "text holding a NUL character (\\x00)"),
         "categorical": TypeMapping("text", "stored as its text"),
         "binary": TypeMapping("bytea"),
         "date": TypeMapping("date"),
         "time": TypeMapping("time", "microseconds", _SUB_MICROSECOND),
-        "datetime": TypeMapping("timestamp", "microseconds", _SUB_MICROSECOND),
-        "datetime_tz": TypeMapping(
+        "local_datetime": TypeMapping("timestamp", "microseconds", _SUB_MICROSECOND),
+        "datetime": TypeMapping(
             "timestamptz", "converted to UTC (the zone name is not kept)", _SUB_MICROSECOND
         ),
         "duration": TypeMapping("bigint", "microseconds", _SUB_MICROSECOND),
@@ -142,15 +142,15 @@ _MAPPINGS: dict[str, dict[str, TypeMapping]] = {
         "uint32": TypeMapping("INTEGER"),
         "uint64": TypeMapping("TEXT", "decimal text (INTEGER is signed 64-bit)"),
         "float32": TypeMapping("REAL", "widened to 64-bit", "NaN (SQLite stores it as NULL)"),
-        "float64": TypeMapping("REAL", "", "NaN (SQLite stores it as NULL)"),
+        "float": TypeMapping("REAL", "", "NaN (SQLite stores it as NULL)"),
         "decimal": TypeMapping("TEXT", "exact decimal text (REAL would round)"),
         "text": TypeMapping("TEXT"),
         "categorical": TypeMapping("TEXT", "stored as its text"),
         "binary": TypeMapping("BLOB"),
         "date": TypeMapping("TEXT", "ISO 8601 YYYY-MM-DD"),
         "time": TypeMapping("TEXT", "ISO 8601 HH:MM:SS.fffffffff"),
-        "datetime": TypeMapping("TEXT", "ISO 8601, microseconds", _SUB_MICROSECOND),
-        "datetime_tz": TypeMapping(
+        "local_datetime": TypeMapping("TEXT", "ISO 8601, microseconds", _SUB_MICROSECOND),
+        "datetime": TypeMapping(
             "TEXT", "ISO 8601 in UTC with +00:00, microseconds", _SUB_MICROSECOND
         ),
         "duration": TypeMapping("INTEGER", "microseconds", _SUB_MICROSECOND),
@@ -185,7 +185,7 @@ def logical_type(dtype: pl.DataType) -> str:
     simple = {
         pl.Boolean: "bool",
         pl.Float32: "float32",
-        pl.Float64: "float64",
+        pl.Float64: "float",
         pl.Decimal: "decimal",
         pl.String: "text",
         pl.Categorical: "categorical",
@@ -202,7 +202,7 @@ def logical_type(dtype: pl.DataType) -> str:
     if base in simple:
         return simple[base]
     if isinstance(dtype, pl.Datetime):
-        return "datetime_tz" if dtype.time_zone else "datetime"
+        return "datetime" if dtype.time_zone else "local_datetime"
     raise SchemaError(f"type {dtype} has no destination mapping; cast the column first")
 
 
@@ -264,14 +264,14 @@ def _encode(destination: str, column: str, dtype: pl.DataType) -> pl.Expr | None
     col = pl.col(column)
     if logical in ("categorical", "null"):
         return col.cast(pl.String)
-    if logical in ("datetime", "datetime_tz") and destination != "sqlite":
+    if logical in ("local_datetime", "datetime") and destination != "sqlite":
         zone = getattr(dtype, "time_zone", None)
         if getattr(dtype, "time_unit", None) == "us" and zone in (None, "UTC"):
             return None  # already what the destination stores
-    if logical in ("datetime", "datetime_tz", "duration"):
+    if logical in ("local_datetime", "datetime", "duration"):
         micro = _microseconds(dtype)(column)
         if destination == "sqlite" and logical != "duration":
-            fmt = "%Y-%m-%d %H:%M:%S%.6f" + ("+00:00" if logical == "datetime_tz" else "")
+            fmt = "%Y-%m-%d %H:%M:%S%.6f" + ("+00:00" if logical == "datetime" else "")
             return micro.dt.to_string(fmt)
         return micro
     if destination == "delta":
@@ -358,8 +358,8 @@ def to_destination(
 _TEXT_FORMATS = {
     "date": "%Y-%m-%d",
     "time": "%H:%M:%S%.f",
-    "datetime": "%Y-%m-%d %H:%M:%S%.f",
-    "datetime_tz": "%Y-%m-%d %H:%M:%S%.f%#z",
+    "local_datetime": "%Y-%m-%d %H:%M:%S%.f",
+    "datetime": "%Y-%m-%d %H:%M:%S%.f%#z",
 }
 
 
@@ -368,13 +368,11 @@ def _decode(column: str, raw: pl.DataType, dtype: pl.DataType) -> pl.Expr:
     col = pl.col(column)
     if logical in ("text", "categorical", "null"):
         return col.cast(dtype)
-    if logical in ("duration", "datetime", "datetime_tz") and raw != pl.String:
+    if logical in ("duration", "local_datetime", "datetime") and raw != pl.String:
         micro = col.cast(pl.Int64)
         if logical == "duration":
             return pl.duration(microseconds=micro).cast(dtype)
-        return micro.cast(pl.Datetime("us", "UTC" if logical == "datetime_tz" else None)).cast(
-            dtype
-        )
+        return micro.cast(pl.Datetime("us", "UTC" if logical == "datetime" else None)).cast(dtype)
     if raw != pl.String:
         return col.cast(dtype)
     if logical == "bool":
@@ -390,16 +388,16 @@ def _decode(column: str, raw: pl.DataType, dtype: pl.DataType) -> pl.Expr:
         return col.str.to_date(_TEXT_FORMATS["date"])
     if logical == "time":
         return col.str.to_time(_TEXT_FORMATS["time"]).cast(dtype)
-    if logical == "datetime":
+    if logical == "local_datetime":
         return (
             col.str.replace("T", " ")
-            .str.to_datetime(_TEXT_FORMATS["datetime"], time_unit="us")
+            .str.to_datetime(_TEXT_FORMATS["local_datetime"], time_unit="us")
             .cast(dtype)
         )
-    if logical == "datetime_tz":
+    if logical == "datetime":
         zone = getattr(dtype, "time_zone", None) or "UTC"
         parsed = col.str.replace("T", " ").str.to_datetime(
-            _TEXT_FORMATS["datetime_tz"], time_unit="us", time_zone="UTC"
+            _TEXT_FORMATS["datetime"], time_unit="us", time_zone="UTC"
         )
         return parsed.dt.convert_time_zone(zone).cast(dtype)
     return col.cast(dtype)
@@ -433,6 +431,11 @@ def render_markdown() -> str:
         "row, and nothing is written. PostgreSQL and SQLite also keep each table's polars "
         "schema, so reads give back the original types; Delta tables are read back in the "
         "stored types.",
+        "",
+        "The logical type names are those of hints and stored schemas "
+        "(`featurepipe/schema/types.py`); inferred `json` columns are stored as `list` or "
+        "`struct`. `float32`, `uint8`–`uint32`, `binary`, `list`, `struct` and `null` arrive "
+        "only from typed sources (Parquet, SQL).",
         "",
         "| logical type | polars | holds | " + " | ".join(DESTINATIONS) + " |",
         "|---|---|---|" + "---|" * len(DESTINATIONS),

@@ -7,7 +7,7 @@ import pytest
 
 from featurepipe.destinations import LOAD_ID, LOADED_AT, LOADS_TABLE, Destination
 from featurepipe.errors import DestinationError, SchemaError
-from tests.destinations.conftest import make_destination
+from tests.destinations.conftest import KINDS, make_destination
 
 
 def _rows(destination: Destination, table: str, version: int | None = None) -> pl.DataFrame:
@@ -110,8 +110,8 @@ def test_bad_load_options_are_refused_before_writing(destination: Destination) -
     assert destination.tables() == []
 
 
-@pytest.mark.parametrize("kind", ["postgres", "sqlite"])
-def test_sql_destinations_refuse_table_names_of_their_own_tables(kind, tmp_path, pg_schema) -> None:
+@pytest.mark.parametrize("kind", KINDS)
+def test_destinations_refuse_table_names_of_their_own_tables(kind, tmp_path, pg_schema) -> None:
     destination = make_destination(kind, tmp_path, pg_schema)
     destination.write("t", pl.DataFrame({"k": [1]}), load_id="L1")
     frame = pl.DataFrame({"k": [2]})

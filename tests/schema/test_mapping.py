@@ -13,6 +13,7 @@ import pytest
 from featurepipe.destinations import LOAD_ID, LOADED_AT
 from featurepipe.errors import SchemaError
 from featurepipe.schema.mapping import LOGICAL, logical_type, render_markdown, to_destination
+from featurepipe.schema.types import LOGICAL_TYPES
 from tests.destinations.conftest import KINDS, drop_pg_schema, make_destination, new_pg_schema
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,15 +30,15 @@ EVERY_TYPE = pl.DataFrame(
         "uint32": pl.Series([0, 2**32 - 1, None], dtype=pl.UInt32),
         "uint64": pl.Series([0, 2**64 - 1, None], dtype=pl.UInt64),
         "float32": pl.Series([1.5, float("-inf"), None], dtype=pl.Float32),
-        "float64": [0.1, float("inf"), None],
+        "float": [0.1, float("inf"), None],
         "decimal": pl.Series([Decimal("12345.67"), Decimal("-0.01"), None], dtype=pl.Decimal(9, 2)),
         "text": ["", 'naïve, "quoted"\nline', None],
         "categorical": pl.Series(["x", "y", None], dtype=pl.Categorical),
         "binary": [b"\x00\xff", b"", None],
         "date": [dt.date(2013, 1, 1), dt.date(1, 1, 1), None],
         "time": [dt.time(23, 59, 59, 999999), dt.time(0), None],
-        "datetime": [dt.datetime(2013, 1, 1, 5, 15, 0, 7), dt.datetime(1970, 1, 1), None],
-        "datetime_tz": pl.Series(
+        "local_datetime": [dt.datetime(2013, 1, 1, 5, 15, 0, 7), dt.datetime(1970, 1, 1), None],
+        "datetime": pl.Series(
             [dt.datetime(2013, 3, 10, 1, 59), dt.datetime(2013, 11, 3, 12), None]
         ).dt.replace_time_zone("America/New_York"),
         "duration": [dt.timedelta(days=-1, microseconds=3), dt.timedelta(0), None],
@@ -55,7 +56,7 @@ DELTA_READS_BACK = {
     "uint64": pl.Decimal(20, 0),
     "categorical": pl.String,
     "time": pl.String,
-    "datetime_tz": pl.Datetime("us", "UTC"),
+    "datetime": pl.Datetime("us", "UTC"),
     "duration": pl.Int64,
     "null": pl.String,
 }
@@ -120,3 +121,12 @@ def test_unmappable_type_is_a_clear_error() -> None:
     frame = pl.DataFrame({"o": pl.Series([object()], dtype=pl.Object)})
     with pytest.raises(SchemaError, match="table 't', column 'o'.*no destination mapping"):
         to_destination("postgres", "t", frame)
+
+
+def test_logical_type_names_are_those_of_hints_and_stored_schemas() -> None:
+    # one vocabulary: a name types.py and mapping.py both use means the same dtype
+    for name, dtype in LOGICAL_TYPES.items():
+        if name == "json":  # stored as the list or struct it decodes to
+            assert {"list", "struct"} <= set(LOGICAL)
+            continue
+        assert logical_type(dtype) == name, name
