@@ -179,7 +179,8 @@ def run(
         list[str] | None,
         typer.Option(
             "--fail-under",
-            help="exit 6 unless the flow's METRIC >= NUMBER, e.g. test_roc_auc=0.65",
+            help="exit 6 unless the flow's METRIC >= NUMBER, e.g. test_roc_auc=0.65; for a "
+            "loss or error (a name ending in loss, brier, rmse, mse, mae, error): <= NUMBER",
         ),
     ] = None,
     dry_run: Annotated[

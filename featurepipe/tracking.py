@@ -40,6 +40,8 @@ __all__ = [
     "log_dict",
     "log_figure",
     "log_metrics",
+    "log_model_read",
+    "alias_version",
     "log_params",
     "log_run",
     "log_table_versions",
@@ -55,6 +57,8 @@ PARENT_TAG = "mlflow.parentRunId"
 STEP_TAG = "featurepipe.step"
 FLOW_TAG = "featurepipe.flow_run"
 KIND_TAG = "featurepipe.kind"  # "flow" on the parent run of a flow
+# Parameter ``model_read.NAME/ALIAS = VERSION``: the run used the model version behind an alias.
+MODEL_READ_PREFIX = "model_read."
 
 
 def _client() -> MlflowClient:
@@ -337,6 +341,25 @@ def log_metrics(metrics: Mapping[str, float]) -> None:
     run = mlflow.active_run()
     if run is not None and metrics:
         _log_batch(_client(), run.info.run_id, metrics=metrics)
+
+
+def log_model_read(name: str, alias: str, version: int) -> None:
+    """Record that the active run used ``models:/NAME@ALIAS`` at ``version``.
+
+    The flow's cache checks it: moving the alias (``featurepipe promote``) reruns the step.
+    """
+    log_params({f"{MODEL_READ_PREFIX}{name}/{alias}": version})
+
+
+def alias_version(tracking_uri: str, name: str, alias: str) -> str | None:
+    """The version ``models:/NAME@ALIAS`` points at, or None when there is no such alias."""
+    from mlflow.tracking import MlflowClient
+
+    try:
+        found = MlflowClient(tracking_uri=tracking_uri).get_model_version_by_alias(name, alias)
+    except _mlflow_error():
+        return None
+    return str(found.version)
 
 
 def log_dict(data: Mapping[str, Any], artifact_file: str) -> None:

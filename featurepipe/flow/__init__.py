@@ -177,9 +177,20 @@ def _environment(values: Mapping[str, str]) -> Iterator[dict[str, str]]:
 
 
 def _reads_from(info: tracking.RunInfo) -> dict[str, str | None]:
-    """Table versions a notebook reported reading (``log_table_versions``)."""
-    prefix = "table_version."
-    return {f"table:{k[len(prefix) :]}": v for k, v in info.params.items() if k.startswith(prefix)}
+    """Table and model versions a notebook reported reading.
+
+    ``log_table_versions`` gives ``table:NAME``; a model loaded by alias
+    (``registry.load_registered_model``) gives ``model:NAME/ALIAS`` (MLflow allows no ``@``
+    in a parameter name).
+    """
+    reads: dict[str, str | None] = {}
+    for key, value in info.params.items():
+        if key.startswith("table_version."):
+            reads[f"table:{key.removeprefix('table_version.')}"] = value
+        elif key.startswith(tracking.MODEL_READ_PREFIX):
+            name, _, alias = key.removeprefix(tracking.MODEL_READ_PREFIX).rpartition("/")
+            reads[f"model:{name}/{alias}"] = value
+    return reads
 
 
 def _step_sources(config: Config, step: Step) -> list[str]:
@@ -313,7 +324,7 @@ def run_flow(
             misses = _misses(result.metrics, fail_under or {})
             if misses:
                 tracking.log_run(parent, tags={FAIL_UNDER_TAG: "missed"})
-                raise MetricBelowThreshold(run_id, misses)
+                raise MetricBelowThreshold(run_id, misses, losses=[m for m in misses if is_loss(m)])
         except BaseException:
             tracking.end_run(parent, failed=True)
             raise
@@ -356,7 +367,7 @@ def _reuse_all(
     record.end_ms = time.time_ns() // 1_000_000
     result.pending = write_pending(run_dir, record)
     if misses:
-        raise MetricBelowThreshold(record.run_id, misses)
+        raise MetricBelowThreshold(record.run_id, misses, losses=[m for m in misses if is_loss(m)])
     return result
 
 

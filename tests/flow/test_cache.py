@@ -180,6 +180,16 @@ def test_other_library_versions_rerun_every_step(
     assert _why(project, "a_load").startswith("libraries changed")
 
 
+def test_featurepipe_code_reruns_every_step(project: Tiny, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Editing featurepipe's code cannot happen in a test: its digest lookup is replaced."""
+    real = fingerprint.library_versions()
+    assert _would(project) == NONE  # the same release and code: a hit
+    edited = {**real, "featurepipe": real["featurepipe"].split("+")[0] + "+0123456789abcdef"}
+    monkeypatch.setattr(fingerprint, "library_versions", lambda: edited)
+    assert _would(project) == BOTH
+    assert _why(project, "a_load").startswith("libraries changed")
+
+
 def test_source_content_not_its_mtime_decides(project: Tiny) -> None:
     project.source.write_text(project.source.read_text())  # new mtime, same bytes
     assert _would(project) == NONE
