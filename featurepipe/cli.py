@@ -48,6 +48,8 @@ errors = Console(stderr=True)
 ProjectOption = Annotated[
     Path, typer.Option("--project", "-C", help="project folder (holds featurepipe.toml)")
 ]
+HostOption = Annotated[str, typer.Option(help="address to listen on")]
+PortOption = Annotated[int, typer.Option(help="port to listen on")]
 
 
 def _version(value: bool) -> None:
@@ -123,6 +125,14 @@ def _fail(exc: FeaturepipeError, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _load(project: Path) -> Config:
+    """The project's configuration; a bad one ends the command with exit code 2."""
+    try:
+        return load_config(project)
+    except ConfigError as exc:
+        raise _fail(exc, 2) from exc
+
+
 class _LiveSteps:
     """The live progress table of a flow run: one row per step, timing the running one."""
 
@@ -169,7 +179,8 @@ def run(
         list[str] | None,
         typer.Option(
             "--fail-under",
-            help="exit 6 unless the flow's METRIC >= NUMBER, e.g. test_roc_auc=0.65",
+            help="exit 6 unless the flow's METRIC >= NUMBER, e.g. test_roc_auc=0.65; for a "
+            "loss or error (a name ending in loss, brier, rmse, mse, mae, error): <= NUMBER",
         ),
     ] = None,
     dry_run: Annotated[
@@ -270,6 +281,14 @@ def _print_summary(flow: FlowResult, project: Path) -> None:
             console.print(
                 f"[bold]{name}[/]: " + ", ".join(f"{k}={_fmt(v)}" for k, v in extra.items())
             )
+    if flow.pending is not None:
+        console.print(
+            f"\nEvery step was up to date. The run record waits in {flow.pending}; the next "
+            "`featurepipe run` that runs a step, `featurepipe runs` or `featurepipe ui` "
+            "logs it to MLflow.",
+            highlight=False,
+        )
+        return
     console.print(
         f"\nMLflow run [bold]{flow.mlflow_run_id}[/] (experiment {flow.experiment_id}) "
         f"in {flow.tracking_uri}\n"
@@ -355,15 +374,16 @@ def runs_compare(
 
 @app.command()
 def ui(
-    project: ProjectOption = Path("."),
-    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port to listen on")] = 5000,
+    project: ProjectOption = Path("."), host: HostOption = "127.0.0.1", port: PortOption = 5000
 ) -> None:
     """Start the MLflow UI on the project's tracking store."""
+    config = _load(project)
+    from .flow.pending import log_pending
+
     try:
-        config = load_config(project)
-    except ConfigError as exc:
-        raise _fail(exc, 2) from exc
+        log_pending(config)
+    except FeaturepipeError as exc:
+        raise _fail(exc, exit_code(exc)) from exc
     console.print(f"MLflow UI for {config.tracking_uri} at http://{host}:{port} (Ctrl-C stops it)")
     command = [
         sys.executable, "-m", "mlflow", "ui",
@@ -424,9 +444,7 @@ def schema(
 
 @app.command()
 def serve(
-    project: ProjectOption = Path("."),
-    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port to listen on")] = 8787,
+    project: ProjectOption = Path("."), host: HostOption = "127.0.0.1", port: PortOption = 8787
 ) -> None:
     """Receive the push sources' signed webhooks at POST /hooks/SOURCE until SIGTERM or Ctrl-C.
 

@@ -20,7 +20,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from .errors import ModelError, TrackingError
-from .tracking import PARENT_TAG, dataset_source, log_run
+from .tracking import PARENT_TAG, dataset_source, log_model_read, log_run
 from .train import LOWER_IS_BETTER, TRUSTED_TYPES, is_better, load_model
 
 __all__ = [
@@ -169,6 +169,8 @@ def load_registered_model(
         raise ModelError(f"registered model {name} v{found.version} holds no .skops file")
     pipeline = load_model(files[0])
     used = None if version is not None else (alias or "champion")
+    if used is not None and mlflow.active_run() is not None:
+        log_model_read(name, used, int(found.version))  # the flow reruns the step if it moves
     return RegisteredModel(name, int(found.version), used, str(found.run_id), pipeline)
 
 

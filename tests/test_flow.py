@@ -219,14 +219,37 @@ def test_train_notebook_runs_alone_with_papermill(finished) -> None:
     assert int(version.version) == 2
 
 
-def test_a_rerun_with_nothing_changed_reuses_every_step(finished) -> None:
+def test_a_rerun_with_nothing_changed_reuses_every_step(
+    finished, monkeypatch: pytest.MonkeyPatch
+) -> None:
     project, _ = finished
+    client = _client(project)
+    # 03_train run alone (above) may have promoted its v2: put back the flow's champion
+    client.set_registered_model_alias("flights-delay", "champion", "1")
     result = run_cli("run", "--project", str(project), cwd=project)
     assert result.returncode == 0, result.stderr
     out = " ".join(result.stdout.split())
     for step in STEPS:
         assert f"{step} up to date, reuses run" in out, step
     assert "test_roc_auc" in out  # the summaries of the reused runs are shown again
+    assert "The run record waits in" in out  # nothing ran: MLflow was not even imported
+    # moving alias champion to v2, as `featurepipe promote` does, makes 04_predict (and only
+    # it) stale; tests/flow/test_promote.py runs the real command on a small project
+    monkeypatch.setenv("COLUMNS", "200")
+    client.set_registered_model_alias("flights-delay", "champion", "2")
+    try:
+        result = run_cli("run", "--dry-run", cwd=project)
+    finally:
+        client.set_registered_model_alias("flights-delay", "champion", "1")
+    assert result.returncode == 0, result.stderr
+    rows = [" ".join(line.replace("│", " ").split()) for line in result.stdout.splitlines()]
+    assert [r.split()[:2] for r in rows if r.startswith("0")] == [
+        ["01_ingest", "reuse"],
+        ["02_features", "reuse"],
+        ["03_train", "reuse"],
+        ["04_predict", "run"],
+    ]
+    assert "04_predict run input model:flights-delay/champion changed (1 -> 2)" in rows
 
 
 def _flow_train_metrics(project: Path) -> list[dict[str, float]]:

@@ -28,11 +28,13 @@ from .base import Batch, BatchReader, SourceBase, read_batches
 from .csv_compact import CompactUnavailable, CsvLayout, read_compact
 from .file_streams import csv_encoding_streams, stream_csv, stream_parquet
 
-__all__ = ["Extract", "FileManifest", "FileSource", "ListedFile", "extract_file"]
+__all__ = ["Extract", "FileManifest", "FileSource", "ListedFile", "extract_file", "url_filesystem"]
 
 log = logging.getLogger(__name__)
 
 _GLOB_CHARS = frozenset("*?[")
+# s3fs is the optional extra [s3]; fsspec's own message names the package of other schemes.
+_INSTALL_HINT = "install it, for s3:// with: pip install 'featurepipe[s3]'"
 # Polars reads these straight from a local file in bounded batches; pyarrow streams CSV/TSV
 # (gzip too) and Parquet from anywhere else (file_streams.py); the rest are read whole.
 _STREAMABLE = frozenset({"csv", "tsv", "ndjson", "parquet"})
@@ -74,7 +76,9 @@ class FileSource(SourceBase[FileSourceConfig]):
         cfg = self.config
         try:
             # a fresh instance each pull: fsspec caches instances and their listings
-            fs, root = url_to_fs(cfg.path, skip_instance_cache=True, **cfg.storage_options)
+            fs, root = url_filesystem(
+                cfg.path, f"source {self.name!r}", skip_instance_cache=True, **cfg.storage_options
+            )
             if _GLOB_CHARS & set(root):
                 paths = sorted(fs.glob(root))
             elif fs.isfile(root):
@@ -82,7 +86,7 @@ class FileSource(SourceBase[FileSourceConfig]):
             else:
                 paths = []
             files = [ListedFile.from_info(fs, fs.info(p)) for p in paths]
-        except (OSError, ValueError, ImportError) as exc:
+        except (OSError, ValueError) as exc:
             raise SourceError(
                 f"source {self.name!r}: cannot list {cfg.path}: {exc}; check "
                 f"`sources.{self.name}.path` and `storage_options`."
@@ -434,3 +438,26 @@ def extract_file(table: str, source: FileSourceConfig) -> Extract:
         location=", ".join(extraction.lineage.locations) or str(Path(source.path)),
         extracted_at=extraction.extracted_at,
     )
+
+
+def url_filesystem(url: str, what: str, **options: Any) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The fsspec filesystem of a path or URL, and the path inside it.
+
+    Args:
+        url: a local path or an fsspec URL such as ``s3://bucket/key``.
+        what: what the URL belongs to, for the message (``source 'orders'``).
+        **options: fsspec options (``storage_options``).
+
+    Returns:
+        (filesystem, path in it).
+
+    Raises:
+        SourceError: the URL's scheme needs a package that is not installed; names the pip line.
+    """
+    try:
+        fs, root = url_to_fs(url, **options)
+    except ImportError as exc:  # e.g. s3:// without s3fs
+        raise SourceError(
+            f"{what}: {url} needs a package that is missing ({exc}); {_INSTALL_HINT}"
+        ) from exc
+    return fs, str(root)

@@ -30,7 +30,7 @@ import polars as pl
 from ..config import PUSH_RECEIVED_AT_FORMAT, PushSourceConfig
 from ..errors import SourceError
 from .base import Batch, BatchReader, SourceBase
-from .files import FileManifest, ListedFile
+from .files import FileManifest, ListedFile, url_filesystem
 from .push_queue import EventQueue, QueuedEvent
 
 __all__ = [
@@ -59,14 +59,8 @@ def _is_remote(bucket: str) -> bool:
 
 def _remote_fs(bucket: str, options: Mapping[str, str] | None) -> tuple[Any, str]:
     """The fsspec filesystem of a bucket URL and the bucket's root path in it."""
-    try:
-        fs, root = fsspec.core.url_to_fs(bucket, **dict(options or {}))
-    except ImportError as exc:  # e.g. s3:// without s3fs
-        raise SourceError(
-            f"push bucket {bucket}: {exc}; install the filesystem's package, for S3: "
-            "pip install 'featurepipe[s3]'"
-        ) from exc
-    return fs, str(root).rstrip("/")
+    fs, root = url_filesystem(bucket, "push bucket", **dict(options or {}))
+    return fs, root.rstrip("/")
 
 
 def _local(bucket: str) -> Path:

@@ -11,8 +11,10 @@ import polars as pl
 import pytest
 
 import featurepipe as fp
+from featurepipe.errors import GateFailed
+from featurepipe.flow import run_flow
 
-from ..conftest import copy_project, run_cli
+from ..conftest import copy_project
 from .http_api import Api
 from .push_support import serve_in_thread
 
@@ -32,10 +34,11 @@ def _project(root: Path, sources: str, suites: dict[str, list[dict]]) -> Path:
     return project
 
 
-def _ingest(project: Path) -> str:
-    result = run_cli("run", "--step", "01_ingest", "--project", str(project), cwd=project)
-    assert result.returncode == 0, result.stderr + result.stdout
-    return result.stdout
+def _ingest(project: Path) -> None:
+    """Run the 01_ingest step, in this process: the CLI around it (tested in test_cli and
+    test_ingest_pull) would cost a Python start and its imports. The notebook runs in a
+    real kernel."""
+    run_flow(fp.load_config(project), steps=["01_ingest"])
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +80,8 @@ columns = {{ updated = "local_datetime" }}  # no zone in the data
 
     failing = [{"type": "expect_column_values_to_be_null", "kwargs": {"column": "geo"}}]
     gated = _project(tmp_path / "gated", sources, {"items": failing})
-    result = run_cli("run", "--step", "01_ingest", "--project", str(gated), cwd=gated)
-    assert result.returncode != 0  # the gate looked at the nested column, nothing loaded
+    with pytest.raises(GateFailed):  # the gate looked at the nested column, nothing loaded
+        _ingest(gated)
     assert not (gated / "warehouse" / "items").exists()
 
 
