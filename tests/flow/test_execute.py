@@ -9,7 +9,9 @@ import logging
 import matplotlib
 import nbformat
 
-from featurepipe.flow.execute import export_html
+from featurepipe.flow.execute import execute_notebook, export_html
+
+from .conftest import write_notebook
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
@@ -36,3 +38,16 @@ def test_html_keeps_the_plots_without_a_warning_per_image(tmp_path, caplog) -> N
     # nbconvert's "Alternative text is missing on 1 image(s)" ended every flow run's output
     noisy = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert noisy == [], noisy
+
+
+def test_a_notebook_that_imports_mlflow_shows_no_tqdm_widget_warning(tmp_path) -> None:
+    # a real kernel (IPython, no ipywidgets), where tqdm.auto warns "IProgress not found"
+    source, target = tmp_path / "step.ipynb", tmp_path / "out.ipynb"
+    write_notebook(source, 'note = ""\n', "import featurepipe as fp\nimport mlflow\n")
+    execute_notebook("step", "r1", source, target, {}, cwd=tmp_path, timeout=120)
+    streams = [
+        "".join(output.get("text", ""))
+        for cell in nbformat.read(target, as_version=4).cells
+        for output in cell.get("outputs", [])
+    ]
+    assert not [text for text in streams if "IProgress" in text], streams
