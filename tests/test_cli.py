@@ -48,6 +48,20 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _session_commands(session: int) -> list[str]:
+    """The command lines of the live processes in a session (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:  # the process ended meanwhile
+            continue
+        if int(fields[3]) == session and fields[0] != "Z":
+            found.append(cmdline.replace(b"\0", b" ").decode(errors="replace"))
+    return found
+
+
 def test_ui_serves_the_mlflow_ui_on_loopback(project) -> None:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
@@ -71,6 +85,11 @@ def test_ui_serves_the_mlflow_ui_on_loopback(project) -> None:
                 time.sleep(0.5)
         assert body.strip() == b"OK", ui.stdout.read().decode() if ui.poll() is not None else ""
         assert (project / "mlflow.db").is_file()
+        # MLflow starts its job runner before its server answers: by now it would be running
+        commands = _session_commands(ui.pid)
+        assert not [c for c in commands if "mlflow.server.jobs" in c], commands
+        [server] = [c for c in commands if "uvicorn" in c]
+        assert "--workers 1" in server, server
     finally:
         os.killpg(ui.pid, 15)
         ui.wait(timeout=30)

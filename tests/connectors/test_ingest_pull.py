@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -50,7 +51,7 @@ batch_rows = 500
 
 
 def test_ingest_pulls_only_new_rows_and_commits_state_after_the_load(
-    postgres: Database, tmp_path: Path
+    postgres: Database, tmp_path: Path, mlflow_store: Callable[[Path], Path]
 ) -> None:
     table = postgres.table("orders")
     postgres.execute(
@@ -60,7 +61,7 @@ def test_ingest_pulls_only_new_rows_and_commits_state_after_the_load(
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     insert = f"INSERT INTO {table} VALUES (%s, %s, %s)"
     postgres.execute(insert, [(i, t0 + timedelta(minutes=i % 7), i) for i in range(1, 2001)])
-    project = _pull_project(tmp_path / "p", postgres.url, table)
+    project = mlflow_store(_pull_project(tmp_path / "p", postgres.url, table))
     state_file = project / "warehouse" / "_state" / "orders.json"
 
     # the first run in this process (a CLI run costs a Python start and its imports); the
