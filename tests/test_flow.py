@@ -7,10 +7,10 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-import mlflow
 import polars as pl
 import pytest
-from mlflow.models import get_model_info, infer_signature
+from mlflow.artifacts import download_artifacts
+from mlflow.models import Model, infer_signature
 from mlflow.tracking import MlflowClient
 
 from featurepipe.config import load_config
@@ -183,12 +183,10 @@ def test_prediction_features_equal_the_stored_feature_table_and_the_model_signat
     assert predicted.schema == trained.schema
     assert predicted.equals(trained)
 
-    before = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(_client(project).tracking_uri)
-    try:
-        signature = get_model_info("models:/flights-delay@champion").signature
-    finally:
-        mlflow.set_tracking_uri(before)
+    client = _client(project)  # explicit URIs: no global MLflow state for later tests
+    champion = client.get_model_version_by_alias("flights-delay", "champion")
+    folder = client.get_model_version_download_uri("flights-delay", champion.version)
+    signature = Model.load(download_artifacts(artifact_uri=f"{folder}/MLmodel")).signature
     inputs = model_inputs(predicted.head(100), scoring.columns)
     assert inputs.dtypes.equals(model_inputs(trained.head(100), stored.columns).dtypes)
     # names and types in order (whether a column may be null depends on the rows sampled)
