@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -292,9 +293,25 @@ def _print_summary(flow: FlowResult, project: Path) -> None:
     console.print(
         f"\nMLflow run [bold]{flow.mlflow_run_id}[/] (experiment {flow.experiment_id}) "
         f"in {flow.tracking_uri}\n"
-        f"Open the MLflow UI: [bold]featurepipe ui --project {project}[/] then "
+        f"Open the MLflow UI: [bold]{_ui_command(project)}[/] then "
         f"http://127.0.0.1:5000/#/experiments/{flow.experiment_id}/runs/{flow.mlflow_run_id}"
+        # MLflow 3 opens in its GenAI view, which hides runs and models without this
+        "?workflowType=machine_learning",
+        highlight=False,
     )
+
+
+def _ui_command(project: Path) -> str:
+    """The `featurepipe ui` command a user can type here: `make run` runs .venv/bin/featurepipe,
+    which is on no PATH unless the environment is activated."""
+    script = Path(sys.executable).parent / "featurepipe"
+    program = "featurepipe"
+    if script.is_file() and shutil.which("featurepipe") != str(script):
+        try:
+            program = str(script.relative_to(Path.cwd()))
+        except ValueError:
+            program = str(script)
+    return program + " ui" + ("" if project == Path(".") else f" --project {project}")
 
 
 def _fmt(value: Any) -> str:

@@ -140,3 +140,23 @@ def test_connectors_lists_each_kind_with_stage_and_options(tmp_path, monkeypatch
     assert 'kind = "sql"' not in http.stdout
     unknown = run_cli("connectors", "ftp", cwd=tmp_path)
     assert unknown.returncode == 2 and "no connector 'ftp'" in unknown.stderr
+
+
+def test_the_summary_names_a_ui_command_that_runs_here_and_the_runs_view(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    from featurepipe.cli import _print_summary
+    from featurepipe.flow import FlowResult
+
+    flow = FlowResult("r1", tmp_path, "sqlite:///mlflow.db", "1", "abc123")
+    bin_dir = Path(sys.executable).parent
+    monkeypatch.chdir(bin_dir.parent.parent)  # the project holding .venv, as after `make run`
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # the environment is not activated
+    _print_summary(flow, Path("."))
+    out = capsys.readouterr().out.replace("\n", "")
+    assert f"{bin_dir.relative_to(Path.cwd()) / 'featurepipe'} ui then" in out
+    assert "#/experiments/1/runs/abc123?workflowType=machine_learning" in out
+    monkeypatch.setenv("PATH", str(bin_dir))  # activated: the plain name works
+    _print_summary(flow, tmp_path)
+    out = capsys.readouterr().out.replace("\n", "")
+    assert f"UI: featurepipe ui --project {tmp_path} then" in out
