@@ -315,7 +315,10 @@ def _ui_command(project: Path) -> str:
 
 
 def _fmt(value: Any) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
+    """Four decimals for a measure; a count (MLflow keeps every metric as a float) as a count."""
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:.4f}"
+    return str(value)
 
 
 runs_app = typer.Typer(
