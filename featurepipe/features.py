@@ -16,7 +16,7 @@ from .errors import FeatureError
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .config import FeaturesConfig, FunctionFeature, Window
+    from .config import FeaturesConfig, FunctionFeature, Lookup, Window
 
 __all__ = [
     "FeatureSet",
@@ -80,19 +80,54 @@ def _renamed(columns: list[str], prefix: str) -> dict[str, str]:
     return {c: f"{prefix}{c}" for c in columns}
 
 
+def _join_lookup(left: pl.LazyFrame, right: pl.LazyFrame, lookup: Lookup) -> pl.LazyFrame:
+    """Left-join ``lookup.columns`` of ``right`` on its key (many rows to one entity).
+
+    The right key takes the left key's type, so text and categorical keys match.
+    """
+    key = lookup.key or lookup.on
+    kind = left.collect_schema().get(lookup.on)
+    names = _renamed(lookup.columns, lookup.prefix)
+    right = right.select(pl.col(key).alias("_fp_key"), *lookup.columns).rename(names)
+    if kind is not None:
+        right = right.with_columns(pl.col("_fp_key").cast(kind))
+    return left.join(
+        right,
+        left_on=lookup.on,
+        right_on="_fp_key",
+        how="left",
+        validate="m:1",
+        maintain_order="left",
+    )
+
+
 def _derive(
     tables: Mapping[str, pl.LazyFrame | pl.DataFrame], spec: FeaturesConfig
 ) -> dict[str, pl.LazyFrame]:
-    """Every table the spec reads, with its derived columns (polars SQL) added."""
-    unknown = sorted(set(spec.derived) - set(input_tables(spec)))
+    """Every table the spec reads, with its ``into`` lookups, then its derived columns
+    (polars SQL), added."""
+    read = input_tables(spec)
+    unknown = sorted(set(spec.derived) - set(read))
     if unknown:
         raise FeatureError(
             f"features {spec.name!r}: `derived` names table(s) {unknown} that no feature reads; "
-            f"tables read: {input_tables(spec)}"
+            f"tables read: {read}"
         )
-    frames = {}
-    for name in input_tables(spec):
+    frames: dict[str, pl.LazyFrame] = {}
+    pending: list[str] = []
+
+    def prepare(name: str) -> pl.LazyFrame:
+        if name in frames:
+            return frames[name]
+        if name in pending:
+            raise FeatureError(
+                f"features {spec.name!r}: lookups `into` form a cycle: {[*pending, name]}"
+            )
+        pending.append(name)
         frame = _table(tables, name)
+        for lookup in spec.lookups:
+            if lookup.into == name:
+                frame = _join_lookup(frame, prepare(lookup.table), lookup)
         for column, sql in spec.derived.get(name, {}).items():
             try:
                 expression = pl.sql_expr(sql)
@@ -102,7 +137,12 @@ def _derive(
                     f"SQL expression: {exc}"
                 ) from exc
             frame = frame.with_columns(expression.alias(column))
+        pending.remove(name)
         frames[name] = frame
+        return frame
+
+    for name in read:
+        prepare(name)
     return frames
 
 
@@ -149,9 +189,8 @@ def build_features(
     base = base.with_columns(_CALENDAR[part](local).alias(part) for part in spec.calendar)
 
     for lookup in spec.lookups:
-        names = _renamed(lookup.columns, lookup.prefix)
-        right = frames[lookup.table].select(lookup.on, *lookup.columns).rename(names)
-        base = base.join(right, on=lookup.on, how="left", validate="m:1")
+        if lookup.into is None:
+            base = _join_lookup(base, frames[lookup.table], lookup)
 
     base = base.sort(event)
     for join in spec.as_of:
@@ -298,7 +337,8 @@ def feature_columns(spec: FeaturesConfig) -> list[str]:
     """The names of the feature columns a spec produces, in order."""
     names = [*spec.calendar, *spec.columns]
     for lookup in spec.lookups:
-        names += _renamed(lookup.columns, lookup.prefix).values()
+        if lookup.into is None:
+            names += _renamed(lookup.columns, lookup.prefix).values()
     for join in spec.as_of:
         names += _renamed(join.columns, join.prefix).values()
     names += [w.name for w in spec.windows]
@@ -347,6 +387,7 @@ def input_tables(spec: FeaturesConfig) -> list[str]:
     """The tables a feature spec reads: its base, then every joined table."""
     names = [
         spec.base,
+        *(lk.into for lk in spec.lookups if lk.into),
         *(lk.table for lk in spec.lookups),
         *(j.table for j in spec.as_of),
         *(w.table for w in spec.windows),

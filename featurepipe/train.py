@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, Unpack
 
 import numpy as np
 import pandas as pd
@@ -33,6 +33,7 @@ __all__ = [
     "LOWER_IS_BETTER",
     "TRUSTED_TYPES",
     "GridResult",
+    "TrainOptions",
     "TrainedModel",
     "build_pipeline",
     "evaluate",
@@ -413,34 +414,49 @@ class GridResult:
     metrics: dict[str, float]
 
 
+class TrainOptions(TypedDict, total=False):
+    """The keyword options of ``train_model``, which ``grid_search`` passes on."""
+
+    estimator: str
+    params: Mapping[str, Any] | None
+    split: Split
+    test_start: datetime | None
+    group: str | None
+    test_size: float
+    threshold: float
+    random_state: int
+
+
 def grid_search(
     features: FeatureSet,
     grid: Mapping[str, list[Any]],
     *,
     metric: str,
-    estimator: str = DEFAULT_ESTIMATOR,
-    params: Mapping[str, Any] | None = None,
-    split: Split = "time",
-    test_start: datetime | None = None,
-    group: str | None = None,
-    test_size: float = 0.25,
     validation_size: float = 0.2,
-    threshold: float = 0.5,
-    random_state: int = 0,
+    **options: Unpack[TrainOptions],
 ) -> tuple[dict[str, Any], list[GridResult]]:
     """Score every combination of ``grid`` on validation rows carved out of the training rows.
 
     The test rows are never looked at: the training rows are split again the same way
     (for a time split, the latest ``validation_size`` of them validate).
 
+    Args:
+        features: a feature set built with its target.
+        grid: parameter name to the values to try; every combination is tried.
+        metric: the metric that picks the best combination.
+        validation_size: share of the training rows (or groups) that validate.
+        **options: the options of ``train_model`` (estimator, params, split, ...).
+
     Returns:
         The best parameters (``params`` updated by the winning combination) and every result.
     """
     if features.target is None:
         raise ModelError("the feature set has no target; build it with with_target=True")
+    split = options.get("split", "time")
     train, _ = split_frame(
-        features.frame, split=split, event_time=features.event_time, test_start=test_start,
-        group=group, test_size=test_size, random_state=random_state,
+        features.frame, split=split, event_time=features.event_time,
+        test_start=options.get("test_start"), group=options.get("group"),
+        test_size=options.get("test_size", 0.25), random_state=options.get("random_state", 0),
     )  # fmt: skip
     validation_start = None
     if split == "time":
@@ -453,11 +469,10 @@ def grid_search(
     names = list(grid)
     results = []
     for values in itertools.product(*(grid[n] for n in names)):
-        trial = {**(params or {}), **dict(zip(names, values, strict=True))}
-        model = train_model(
-            inner, estimator=estimator, params=trial, split=split, test_start=validation_start,
-            group=group, test_size=validation_size, threshold=threshold, random_state=random_state,
-        )  # fmt: skip
+        trial = {**(options.get("params") or {}), **dict(zip(names, values, strict=True))}
+        trial_options: TrainOptions = {**options, "params": trial}
+        trial_options |= {"test_start": validation_start, "test_size": validation_size}
+        model = train_model(inner, **trial_options)
         results.append(GridResult(trial, model.metrics))
     if not results:
         raise ModelError("the parameter grid is empty; give at least one value per parameter")

@@ -136,3 +136,21 @@ def test_bad_source_names_the_source_and_the_fix(project, block, message) -> Non
     with pytest.raises(ConfigError, match=message) as err:
         load_config(project)
     assert "secret" not in str(err.value)
+
+
+def test_config_is_found_from_a_subfolder_as_jupyterlab_starts_kernels(
+    project, monkeypatch
+) -> None:
+    """Kernels start in notebooks/; load_config(".") there finds the project's file."""
+    notebooks = project / "notebooks"
+    monkeypatch.chdir(notebooks)
+    config = load_config()
+    assert config.project_dir == project.resolve()
+    assert config.path("warehouse") == (project / "warehouse").resolve()
+    deeper = notebooks / "drafts" / "old"
+    deeper.mkdir(parents=True)
+    assert load_config(deeper).project_dir == project.resolve()
+    # the nearest file wins: a nested project is its own project
+    nested = notebooks / "drafts"
+    (nested / "featurepipe.toml").write_text((project / "featurepipe.toml").read_text())
+    assert load_config(deeper).project_dir == nested.resolve()

@@ -210,6 +210,116 @@ def test_features_of_an_event_ignore_every_row_known_after_its_time(
     assert removed.equals(alone)
 
 
+# Every window and as-of kind, per event: an entity lookup `into` the events feeds the
+# time a delay becomes known (a site's reporting lag), one window counts from its own
+# `at` column, and the as-of join and a `sum` window read another table.
+LAGS = pl.DataFrame({"code": ["X", "Y"], "lag": [0, 7]})
+PER_EVENT_SPEC = FeaturesConfig.model_validate(
+    {
+        **SPEC.model_dump(),
+        "lookups": [{"table": "sites", "on": "site", "key": "code", "columns": ["lag"],
+                     "prefix": "site_", "into": "events"}],
+        "derived": {"events": {"known": "at + INTERVAL '1 minute' * (delay + site_lag)",
+                               "ok": "delay <= 15", "decided": "at"}},
+        "windows": [*SPEC.model_dump()["windows"],
+                    {"name": "site_delay_sum_90m", "table": "events", "by": ["site"],
+                     "value": "delay", "agg": "sum", "period": "90m", "known_at": "known",
+                     "at": "decided"}],
+    }
+)  # fmt: skip
+EVENT_ROWS = st.tuples(st.integers(0, 300), SITES, DELAYS)
+
+
+@st.composite
+def event_and_changes(draw: st.DrawFn) -> dict:
+    """Events, observations, one chosen event, and rows to add after its time."""
+    rows = draw(st.lists(EVENT_ROWS, min_size=1, max_size=30))
+    chosen = draw(st.integers(0, len(rows) - 1))
+    at = rows[chosen][0]
+    later = st.tuples(st.integers(1, 200), SITES, st.one_of(st.none(), st.integers(0, 90)))
+    return {
+        "events": events([(i, m, s, d) for i, (m, s, d) in enumerate(rows)]),
+        "obs": obs(draw(st.lists(st.tuples(SITES, st.integers(0, 300), st.integers(-20, 40))))),
+        "chosen": chosen,
+        "added": events([(1000 + i, at + m, s, d) for i, (m, s, d) in enumerate(draw(
+            st.lists(later, max_size=10)))]),
+        "added_obs": obs([(s, at + m, t) for m, s, t in draw(
+            st.lists(st.tuples(st.integers(1, 100), SITES, st.integers(-20, 40)), max_size=5))]),
+        "drop": draw(st.sets(st.integers(0, 40))),
+        "alter": draw(st.integers(1, 500)),
+    }  # fmt: skip
+
+
+def _features_of(spec: FeaturesConfig, chosen: int, ev: pl.DataFrame, ob: pl.DataFrame) -> dict:
+    tables = {"events": ev, "obs": ob, "sites": LAGS}
+    frame = build_features(tables, spec, with_target=False).frame
+    (row,) = frame.filter(pl.col("id") == chosen).iter_rows(named=True)
+    return row
+
+
+def _moved_by_later_rows(spec: FeaturesConfig, case: dict) -> dict[str, dict]:
+    """The chosen event's features that change when rows known after its time are
+    added, removed or altered: change -> {feature: (before, after)}."""
+    ev, ob, chosen = case["events"], case["obs"], case["chosen"]
+    at = ev.filter(pl.col("id") == chosen)["at"][0]
+    lag = pl.col("site").replace_strict(dict(LAGS.iter_rows()), return_dtype=pl.Int64)
+    known = pl.col("at") + pl.duration(minutes=pl.col("delay") + lag)
+    # after its time: other events known later (or never), and those also later themselves
+    late = (pl.col("id") != chosen) & (known.is_null() | (known > at))
+    future = late & (pl.col("at") > at)
+    drop = pl.int_range(pl.len()).is_in(list(case["drop"]))
+    before = _features_of(spec, chosen, ev, ob)
+    after = {
+        "added": _features_of(
+            spec, chosen, pl.concat([ev, case["added"]]), pl.concat([ob, case["added_obs"]])
+        ),
+        "removed": _features_of(
+            spec, chosen, ev.filter(~(future & drop)), ob.filter(~((pl.col("at") > at) & drop))
+        ),
+        "altered": _features_of(
+            spec,
+            chosen,  # delays grow, so what was known after its time stays known after it
+            ev.with_columns(pl.when(late).then(pl.col("delay") + case["alter"]).otherwise("delay")),
+            ob.with_columns(
+                pl.when(pl.col("at") > at)
+                .then(pl.col("temp") * 3 + case["alter"])
+                .otherwise("temp")
+            ),
+        ),
+    }
+    return {
+        change: {k: (before[k], row[k]) for k in before if row[k] != before[k]}
+        for change, row in after.items()
+        if row != before
+    }
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=event_and_changes())
+def test_one_events_features_ignore_rows_added_removed_or_altered_after_its_time(
+    case: dict,
+) -> None:
+    """For a random event, no row known after its time moves any of its features."""
+    assert set(_features_of(PER_EVENT_SPEC, case["chosen"], case["events"], case["obs"])) == {
+        "id", "at", *feature_columns(PER_EVENT_SPEC)
+    }  # fmt: skip
+    assert _moved_by_later_rows(PER_EVENT_SPEC, case) == {}
+
+
+def test_the_leakage_guard_catches_a_window_that_counts_rows_before_they_are_known() -> None:
+    """Counting rows at their own time, not when they became known, leaks: event 1
+    departs at 0 but its delay is known only at 50, after event 2's time (30)."""
+    peeking = PER_EVENT_SPEC.model_copy(
+        update={"windows": [PER_EVENT_SPEC.windows[0].model_copy(update={"known_at": "at"})]}
+    )
+    case = {
+        "events": events([(1, 0, "X", 50), (2, 30, "X", 0)]), "obs": obs([]), "chosen": 2,
+        "added": events([]), "added_obs": obs([]), "drop": set(), "alter": 100,
+    }  # fmt: skip
+    assert _moved_by_later_rows(PER_EVENT_SPEC, case) == {}
+    assert _moved_by_later_rows(peeking, case) == {"altered": {"site_delay_1h": (50.0, 150.0)}}
+
+
 # ---- derived columns and feature functions ----------------------------------------
 
 

@@ -119,3 +119,35 @@ def test_duplicate_lookup_key_and_missing_table_are_errors() -> None:
     with pytest.raises(FeatureError, match="need table 'obs'"):
         build_features({"events": ev, "things": bad["things"]}, SPEC)
     assert input_tables(SPEC) == ["events", "things", "obs"]
+
+
+def test_lookup_into_another_table_feeds_its_derived_columns_and_is_no_feature() -> None:
+    """`into` joins an entity's columns into a table before its derived columns; the
+    keys may have different names and types (text events, categorical entities)."""
+    spec = FeaturesConfig.model_validate(
+        {
+            **SPEC.model_dump(),
+            "lookups": [
+                *SPEC.model_dump()["lookups"],
+                {"table": "sites", "on": "site", "key": "code", "columns": ["shift"],
+                 "prefix": "site_", "into": "events"},
+            ],
+            "derived": {"events": {"shifted": "delay + site_shift"}},
+            "columns": ["site", "shifted"],
+        }
+    )  # fmt: skip
+    ev = events([(1, t(10), "X", "a", 20.0), (2, t(11), "Y", "b", 5.0), (3, t(12), "Z", "a", 1.0)])
+    given = tables(ev)
+    given["sites"] = pl.DataFrame(
+        {"code": ["X", "Y"], "shift": [100, -5]}, schema_overrides={"code": pl.Categorical}
+    )
+    fs = build_features(given, spec)
+    assert dict(fs.frame.select("id", "shifted").iter_rows()) == {1: 120.0, 2: 0.0, 3: None}
+    assert "site_shift" not in fs.frame.columns and "site_shift" not in fs.columns
+    assert input_tables(spec) == ["events", "things", "sites", "obs"]
+    cycle = spec.model_copy(
+        update={"lookups": [*spec.lookups, spec.lookups[-1].model_copy(
+            update={"table": "events", "key": "site", "into": "sites", "on": "code"})]}
+    )  # fmt: skip
+    with pytest.raises(FeatureError, match="cycle"):
+        build_features(given, cycle)

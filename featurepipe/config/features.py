@@ -10,12 +10,22 @@ from .table import _Model
 
 
 class Lookup(_Model):
-    """Attributes of an entity joined exactly on a key (static, not time-dependent)."""
+    """Attributes of an entity joined exactly on a key (static, not time-dependent).
+
+    By default the columns join the events as features. With ``into`` they join that
+    table instead, before its derived columns, which may then use them (e.g. the time
+    zone of a flight's destination, to place its arrival in time); they are not
+    features themselves.
+    """
 
     table: str
-    on: str
+    on: str = Field(description="key column of the receiving table")
+    key: str | None = Field(default=None, description="key column of `table`; default `on`")
     columns: list[str]
     prefix: str = ""
+    into: str | None = Field(
+        default=None, description="table that receives the columns; default: the events"
+    )
 
 
 class AsOfJoin(_Model):

@@ -207,11 +207,27 @@ def _format_errors(exc: ValidationError, file: Path) -> str:
     return "\n".join(lines)
 
 
+def _find_config(project: str | Path = ".") -> Path:
+    """The ``featurepipe.toml`` of ``project``: the file itself, in the folder, or in the
+    nearest parent folder that has one; the folder's own (missing) file when none has."""
+    path = Path(project)
+    if path.suffix == ".toml":
+        return path
+    for folder in (path, *path.resolve().parents):
+        if (folder / CONFIG_FILE).is_file():
+            return folder / CONFIG_FILE
+    return path / CONFIG_FILE
+
+
 def load_config(project: str | Path = ".") -> Config:
     """Read and validate a project's ``featurepipe.toml``.
 
+    A folder without ``featurepipe.toml`` is searched upwards, so code run in a
+    project's subfolder (JupyterLab starts kernels in ``notebooks/``) finds it.
+
     Args:
-        project: the project folder, or the path of its ``featurepipe.toml``.
+        project: the project folder (or one below it), or the path of its
+            ``featurepipe.toml``.
 
     Returns:
         The validated configuration, with source paths resolved.
@@ -220,15 +236,14 @@ def load_config(project: str | Path = ".") -> Config:
         ConfigError: the file is missing, is not TOML, or a key is invalid; the
             message names the file and every bad key path.
     """
-    path = Path(project)
-    file = path if path.suffix == ".toml" else path / CONFIG_FILE
+    file = _find_config(project)
     project_dir = file.parent.resolve()
     try:
         raw = tomllib.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ConfigError(
-            f"{file}: no {CONFIG_FILE} here; run featurepipe from a project folder "
-            "or pass --project DIR."
+            f"{file}: no {CONFIG_FILE} here or in any parent folder; run featurepipe from a "
+            "project folder or pass --project DIR."
         ) from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{file}: not valid TOML: {exc}") from exc

@@ -213,11 +213,6 @@ class PushSourceConfig(_TableConfig):
     tolerance: float = Field(default=300.0, gt=0, description="seconds of webhook-timestamp skew")
     max_body_bytes: int = Field(default=1024 * 1024, gt=0, description="larger bodies get 413")
     max_json_depth: int = Field(default=32, gt=0, description="deeper JSON gets 400")
-    late_seconds: float = Field(
-        default=3600.0,
-        gt=0,
-        description="how long after a newer batch a batch file may appear and still be loaded",
-    )
     primary_key: list[str] = Field(
         default_factory=lambda: ["webhook_id"], description="duplicates removed on these"
     )

@@ -29,11 +29,13 @@ from .base import Batch, BatchReader, SourceBase, read_batches
 from .csv_compact import CompactUnavailable, CsvLayout, read_compact
 from .file_streams import csv_encoding_streams, stream_csv, stream_ndjson, stream_parquet
 
-__all__ = ["Extract", "FileSource", "extract_file"]
+__all__ = ["Extract", "FileManifest", "FileSource", "ListedFile", "extract_file", "url_filesystem"]
 
 log = logging.getLogger(__name__)
 
 _GLOB_CHARS = frozenset("*?[")
+# s3fs is the optional extra [s3]; fsspec's own message names the package of other schemes.
+_INSTALL_HINT = "install it, for s3:// with: pip install 'featurepipe[s3]'"
 # Polars reads these straight from a local file in bounded batches; pyarrow streams CSV/TSV
 # (gzip and zip too) and Parquet from anywhere else, NDJSON streams by lines
 # (file_streams.py); JSON, Excel and compressed Parquet are read whole.
@@ -53,50 +55,42 @@ class FileSource(SourceBase[FileSourceConfig]):
     def read(self, state: Mapping[str, Any]) -> BatchReader:
         """Yield the batches of every file (new or changed ones when incremental)."""
         cfg = self.config
-        manifest: dict[str, Any] = dict(state.get("manifest", {})) if cfg.incremental else {}
-        seen: dict[str, Any] = {}
+        manifest = FileManifest(state.get("manifest") if cfg.incremental else None)
         text: dict[str, pl.DataType] = {}  # compact: a column keeps its dictionary across files
         for file in self._list_files():
-            entry = {"size": file.size, "mtime": file.mtime}
-            old = manifest.get(file.url)
-            if old and {k: old.get(k) for k in entry} == entry:
-                seen[file.url] = old  # same size and mtime: not read again
+            if manifest.unchanged(file):
                 continue
             if self._can_stream(file):
-                entry["sha256"] = _file_sha256(file.url) if cfg.incremental else ""
-                seen[file.url] = entry
-                if not (old and old.get("sha256") == entry["sha256"]):
+                sha256 = _file_sha256(file.url) if cfg.incremental else ""
+                if manifest.record(file, sha256):
                     yield from self._stream_local(file.url, text)
                 continue
             if self._streams_through_fsspec(file):
-                entry["sha256"] = self._digest(file) if cfg.incremental else ""
-                seen[file.url] = entry
-                if not (old and old.get("sha256") == entry["sha256"]):
+                if manifest.record(file, self._digest(file) if cfg.incremental else ""):
                     yield from self._stream_fsspec(file)
                 continue
             data = self._read_bytes(file)
-            entry["sha256"] = hashlib.sha256(data).hexdigest()
-            seen[file.url] = entry
-            if old and old.get("sha256") == entry["sha256"]:
-                continue  # touched, not changed
-            yield from read_batches(self._parse(file.url, data, text), file.url, cfg.batch_rows)
-        return {"manifest": seen} if cfg.incremental else {}
+            if manifest.record(file, hashlib.sha256(data).hexdigest()):
+                yield from read_batches(self._parse(file.url, data, text), file.url, cfg.batch_rows)
+        return {"manifest": manifest.entries} if cfg.incremental else {}
 
     # ---- listing --------------------------------------------------------------------
 
-    def _list_files(self) -> list[_File]:
+    def _list_files(self) -> list[ListedFile]:
         cfg = self.config
         try:
             # a fresh instance each pull: fsspec caches instances and their listings
-            fs, root = url_to_fs(cfg.path, skip_instance_cache=True, **cfg.storage_options)
+            fs, root = url_filesystem(
+                cfg.path, f"source {self.name!r}", skip_instance_cache=True, **cfg.storage_options
+            )
             if _GLOB_CHARS & set(root):
                 paths = sorted(fs.glob(root))
             elif fs.isfile(root):
                 paths = [root]
             else:
                 paths = []
-            files = [_File.from_info(fs, fs.info(p)) for p in paths]
-        except (OSError, ValueError, ImportError) as exc:
+            files = [ListedFile.from_info(fs, fs.info(p)) for p in paths]
+        except (OSError, ValueError) as exc:
             raise SourceError(
                 f"source {self.name!r}: cannot list {cfg.path}: {exc}; check "
                 f"`sources.{self.name}.path` and `storage_options`."
@@ -139,7 +133,7 @@ class FileSource(SourceBase[FileSourceConfig]):
         suffix = PurePosixPath(url).suffix.lower()
         return {".gz": "gzip", ".gzip": "gzip", ".zip": "zip"}.get(suffix, "none")
 
-    def _can_stream(self, file: _File) -> bool:
+    def _can_stream(self, file: ListedFile) -> bool:
         cfg = self.config
         return (
             file.local
@@ -148,7 +142,7 @@ class FileSource(SourceBase[FileSourceConfig]):
             and cfg.encoding == "utf8"
         )
 
-    def _streams_through_fsspec(self, file: _File) -> bool:
+    def _streams_through_fsspec(self, file: ListedFile) -> bool:
         """CSV/TSV plain, gzip or zipped (remote, or in another encoding), NDJSON however
         stored, and remote Parquet."""
         cfg, compression = self.config, self._compression(file.url)
@@ -158,7 +152,7 @@ class FileSource(SourceBase[FileSourceConfig]):
             return compression in ("none", "gzip", "zip") and csv_encoding_streams(cfg.encoding)
         return cfg.format == "ndjson" or (cfg.format == "parquet" and compression == "none")
 
-    def _zip_size(self, file: _File) -> int:
+    def _zip_size(self, file: ListedFile) -> int:
         """The decompressed size of a zip's member (from the zip's directory), 0 when the
         file is not a readable zip (the read then says why)."""
         try:
@@ -167,7 +161,7 @@ class FileSource(SourceBase[FileSourceConfig]):
         except (zipfile.BadZipFile, OSError):
             return 0
 
-    def _digest(self, file: _File) -> str:
+    def _digest(self, file: ListedFile) -> str:
         """The file's digest for the manifest, read in chunks: of its stored bytes, but of
         the decompressed content for a zip or NDJSON (as when those were read whole), so
         manifests written then still match."""
@@ -185,7 +179,7 @@ class FileSource(SourceBase[FileSourceConfig]):
             raise SourceError(f"source {self.name!r}: cannot read {file.url}: {exc}") from exc
         return digest.hexdigest()
 
-    def _opener(self, file: _File) -> Callable[[], AbstractContextManager[IO[bytes]]]:
+    def _opener(self, file: ListedFile) -> Callable[[], AbstractContextManager[IO[bytes]]]:
         """Opens the file's content, decompressed, from its start."""
         compression = self._compression(file.url)
         if compression == "zip":
@@ -194,13 +188,13 @@ class FileSource(SourceBase[FileSourceConfig]):
         return lambda: file.fs.open(file.path, "rb", compression=gz)
 
     @contextmanager
-    def _zip_member(self, file: _File) -> Iterator[IO[bytes]]:
+    def _zip_member(self, file: ListedFile) -> Iterator[IO[bytes]]:
         """The one file inside a zip, decompressed as it is read."""
         with file.fs.open(file.path, "rb") as handle, zipfile.ZipFile(handle) as archive:
             with archive.open(self._zip_member_name(file.url, archive)) as member:
                 yield member
 
-    def _stream_fsspec(self, file: _File) -> Iterator[Batch]:
+    def _stream_fsspec(self, file: ListedFile) -> Iterator[Batch]:
         cfg = self.config
         opener = self._opener(file)
         try:
@@ -237,7 +231,7 @@ class FileSource(SourceBase[FileSourceConfig]):
             "the file is truncated or corrupt: copy it again from its origin."
         )
 
-    def _read_bytes(self, file: _File) -> bytes:
+    def _read_bytes(self, file: ListedFile) -> bytes:
         try:
             with file.fs.open(file.path, "rb") as handle:
                 data: bytes = handle.read()
@@ -373,7 +367,10 @@ class FileSource(SourceBase[FileSourceConfig]):
 
 
 @dataclass(frozen=True)
-class _File:
+class ListedFile:
+    """One file of a listing: its URL, size and mtime (what a manifest compares) and the
+    filesystem and path to open it with."""
+
     url: str
     size: int | None
     mtime: str | None
@@ -383,7 +380,7 @@ class _File:
     path: str
 
     @classmethod
-    def from_info(cls, fs: fsspec.AbstractFileSystem, info: Mapping[str, Any]) -> _File:
+    def from_info(cls, fs: fsspec.AbstractFileSystem, info: Mapping[str, Any]) -> ListedFile:
         local = "file" in fs.protocol or "local" in fs.protocol
         name = str(info["name"])
         url = name if local else fs.unstrip_protocol(name)
@@ -399,6 +396,37 @@ class _File:
             fs=fs,
             path=name,
         )
+
+
+class FileManifest:
+    """The files an incremental source has read, by URL: size, mtime and content hash.
+
+    A file listed with the size and mtime it was read at is not read again (nor hashed);
+    any other file is read unless its content hash is the one already read (touched, not
+    changed). Only the files listed now are kept, so the manifest is as large as the
+    listing, and a file is read once whatever its name or mtime, however late it appears.
+
+    Args:
+        entries: the ``manifest`` of the committed state (empty or ``None``: nothing read).
+    """
+
+    def __init__(self, entries: Mapping[str, Any] | None = None) -> None:
+        self.previous: dict[str, Any] = dict(entries or {})
+        self.entries: dict[str, Any] = {}
+
+    def unchanged(self, file: ListedFile) -> bool:
+        """Whether ``file`` has the size and mtime it was read at (it is then kept as read)."""
+        old = self.previous.get(file.url)
+        if old and (old.get("size"), old.get("mtime")) == (file.size, file.mtime):
+            self.entries[file.url] = old
+            return True
+        return False
+
+    def record(self, file: ListedFile, sha256: str) -> bool:
+        """Note ``file`` with its content hash; returns whether it is new or changed."""
+        self.entries[file.url] = {"size": file.size, "mtime": file.mtime, "sha256": sha256}
+        old = self.previous.get(file.url)
+        return not (old and old.get("sha256") == sha256)
 
 
 def _str_or_none(value: Any) -> str | None:
@@ -453,3 +481,26 @@ def extract_file(table: str, source: FileSourceConfig) -> Extract:
         location=", ".join(extraction.lineage.locations) or str(Path(source.path)),
         extracted_at=extraction.extracted_at,
     )
+
+
+def url_filesystem(url: str, what: str, **options: Any) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The fsspec filesystem of a path or URL, and the path inside it.
+
+    Args:
+        url: a local path or an fsspec URL such as ``s3://bucket/key``.
+        what: what the URL belongs to, for the message (``source 'orders'``).
+        **options: fsspec options (``storage_options``).
+
+    Returns:
+        (filesystem, path in it).
+
+    Raises:
+        SourceError: the URL's scheme needs a package that is not installed; names the pip line.
+    """
+    try:
+        fs, root = url_to_fs(url, **options)
+    except ImportError as exc:  # e.g. s3:// without s3fs
+        raise SourceError(
+            f"{what}: {url} needs a package that is missing ({exc}); {_INSTALL_HINT}"
+        ) from exc
+    return fs, str(root)

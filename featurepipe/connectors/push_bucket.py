@@ -6,44 +6,42 @@ time the file appears, one event per line: ``{"webhook_id": …, "received_at": 
 fsync, rename; an object store through fsspec: one PUT), and queue entries are acknowledged
 only after their file is durable.
 
-Names sort by time, so the reader keeps a watermark instead of a list of every file ever
-read: files named more than ``late_seconds`` before the newest loaded one count as loaded,
-and only the names inside that window are remembered (see ``LoadWindow``).
+The reader (``PushSource``) reads the bucket like an incremental file source: the file
+manifest of the pull connectors (``files.FileManifest``) says which batch files are new.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
-import re
 import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
+import fsspec
 import polars as pl
 
 from ..config import PUSH_RECEIVED_AT_FORMAT, PushSourceConfig
 from ..errors import SourceError
 from .base import Batch, BatchReader, SourceBase
+from .files import FileManifest, ListedFile, url_filesystem
 from .push_queue import EventQueue, QueuedEvent
 
 __all__ = [
     "LINEAGE_COLUMNS",
     "RECEIVED_AT_FORMAT",
     "BatchFlusher",
-    "LoadWindow",
     "PushSource",
     "batch_lines",
     "batch_name",
     "extract_push",
     "list_batches",
-    "name_time_ns",
     "write_batch",
 ]
 
@@ -53,7 +51,6 @@ LINEAGE_COLUMNS = ("webhook_id", "received_at")
 RECEIVED_AT_FORMAT = PUSH_RECEIVED_AT_FORMAT
 BATCH_SUFFIX = ".ndjson"
 RECENT_IDS = 20_000  # webhook ids kept in the state to drop duplicates across loads
-_NAME_TIME = re.compile(r"^(\d{8}T\d{6})\.(\d{9})Z")
 
 
 def _is_remote(bucket: str) -> bool:
@@ -62,16 +59,8 @@ def _is_remote(bucket: str) -> bool:
 
 def _remote_fs(bucket: str, options: Mapping[str, str] | None) -> tuple[Any, str]:
     """The fsspec filesystem of a bucket URL and the bucket's root path in it."""
-    import fsspec
-
-    try:
-        fs, root = fsspec.core.url_to_fs(bucket, **dict(options or {}))
-    except ImportError as exc:  # e.g. s3:// without s3fs
-        raise SourceError(
-            f"push bucket {bucket}: {exc}; install the filesystem's package, for S3: "
-            "pip install 'featurepipe[s3]'"
-        ) from exc
-    return fs, str(root).rstrip("/")
+    fs, root = url_filesystem(bucket, "push bucket", **dict(options or {}))
+    return fs, root.rstrip("/")
 
 
 def _local(bucket: str) -> Path:
@@ -115,16 +104,6 @@ def batch_name(now_ns: int | None = None) -> str:
     return f"{stamp}-{uuid.uuid4().hex[:12]}{BATCH_SUFFIX}"
 
 
-def name_time_ns(name: str) -> int | None:
-    """The time in a batch file's name, in nanoseconds; None for a name not made by
-    ``batch_name``."""
-    match = _NAME_TIME.match(name)
-    if match is None:
-        return None
-    at = datetime.strptime(match[1], "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
-    return int(at.timestamp()) * 10**9 + int(match[2])
-
-
 def write_batch(
     bucket: str,
     source: str,
@@ -133,8 +112,8 @@ def write_batch(
 ) -> str:
     """Write one batch file atomically and durably; returns its name.
 
-    The name is taken as late as possible, right before the file becomes visible, so
-    names sort in the order files appear (the reader's watermark relies on it).
+    The name is taken right before the file becomes visible, so names sort about in the
+    order files appear (the reader goes by its manifest, not by names).
 
     Raises:
         SourceError: the bucket cannot be written.
@@ -165,26 +144,32 @@ def list_batches(
     bucket: str, source: str, storage_options: Mapping[str, str] | None = None
 ) -> list[str]:
     """Names of the complete batch files of ``source``, oldest first."""
+    return [_name(f) for f in _listing(bucket, source, storage_options)]
+
+
+def _name(file: ListedFile) -> str:
+    return PurePosixPath(file.path).name
+
+
+def _listing(
+    bucket: str, source: str, storage_options: Mapping[str, str] | None = None
+) -> list[ListedFile]:
+    """The complete batch files of ``source`` with their size and mtime, oldest first."""
     if _is_remote(bucket):
         fs, root = _remote_fs(bucket, storage_options)
         fs.invalidate_cache()  # a listing cached earlier would miss the newest batches
         folder = f"{root}/{source}"
-        if not fs.exists(folder):
-            return []
-        names = [p.rsplit("/", 1)[-1] for p in fs.ls(folder, detail=False)]
     else:
-        folder_path = _local(bucket) / source
-        names = [p.name for p in folder_path.iterdir()] if folder_path.is_dir() else []
-    return sorted(n for n in names if n.endswith(BATCH_SUFFIX) and not n.startswith("."))
-
-
-def _read_batch(
-    bucket: str, source: str, name: str, storage_options: Mapping[str, str] | None = None
-) -> bytes:
-    if _is_remote(bucket):
-        fs, root = _remote_fs(bucket, storage_options)
-        return bytes(fs.cat_file(f"{root}/{source}/{name}"))
-    return (_local(bucket) / source / name).read_bytes()
+        fs, folder = fsspec.filesystem("file"), str(_local(bucket) / source)
+    if not fs.exists(folder):
+        return []
+    files = [ListedFile.from_info(fs, info) for info in fs.ls(folder, detail=True)]
+    batches = [
+        f
+        for f in files
+        if f.kind == "file" and _name(f).endswith(BATCH_SUFFIX) and not _name(f).startswith(".")
+    ]
+    return sorted(batches, key=_name)
 
 
 class BatchFlusher:
@@ -267,83 +252,32 @@ def _as_text(value: Any) -> str | None:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-@dataclass(frozen=True)
-class LoadWindow:
-    """Which batch files of a source are loaded, in state that does not grow with the bucket.
-
-    Names sort by the time the files appeared, so everything named before ``cutoff`` counts
-    as loaded, and only the names loaded at or after it are listed. After each load the
-    cutoff moves to ``late_seconds`` before the newest loaded name: a batch that appears up
-    to ``late_seconds`` after a newer one (a receiver's clock a little behind, a slow upload
-    to an object store) is still loaded. One that appears later than that cannot be told
-    from a loaded one by its name; ``older`` (how many files were named before the cutoff
-    at the last load) makes such a file an error instead of a silent loss. (Deleting old
-    batch files lowers that count: a too-late file that appears while as many old ones are
-    deleted goes unnoticed.)
-
-    Attributes:
-        cutoff: names before this sort before the window ("" at first: no window yet).
-        loaded: names at or after ``cutoff`` that were loaded.
-        older: files named before ``cutoff`` at the last load.
-        late_seconds: how late a batch may appear and still be loaded.
-    """
-
-    cutoff: str
-    loaded: frozenset[str]
-    older: int
-    late_seconds: float
-
-    @classmethod
-    def from_state(cls, state: Mapping[str, Any], late_seconds: float) -> LoadWindow:
-        """The window of a committed state (a list ``manifest`` of an older release too)."""
-        return cls(
-            cutoff=str(state.get("cutoff", "")),
-            loaded=frozenset(state.get("loaded", state.get("manifest", []))),
-            older=int(state.get("older", 0)),
-            late_seconds=late_seconds,
-        )
-
-    def new_names(self, names: Sequence[str], where: str) -> list[str]:
-        """The names of ``names`` (the bucket's listing) not loaded yet, oldest first.
-
-        Raises:
-            SourceError: files named before the cutoff appeared since the last load.
-        """
-        before = sum(1 for n in names if n < self.cutoff)
-        if before > self.older:
-            newest = max(self.loaded, default=self.cutoff)
-            raise SourceError(
-                f"push source {where}: {before - self.older} batch file(s) named before "
-                f"{self.cutoff} appeared after batches up to {newest} were loaded, i.e. more "
-                f"than late_seconds ({self.late_seconds:g} s) late: a receiver's clock is "
-                "behind or its upload stalled. They are not loaded. Fix that receiver's clock, "
-                f"then rename each of them (the most recently modified files named before "
-                f"{self.cutoff}) to a name after {newest} ending in .ndjson; the next run loads "
-                "them and drops events already loaded by webhook_id."
-            )
-        return sorted(n for n in names if n >= self.cutoff and n not in self.loaded)
-
-    def advance(self, names: Sequence[str], read: Sequence[str]) -> dict[str, Any]:
-        """The state after loading ``read`` out of the listing ``names``."""
-        loaded = self.loaded | set(read)
-        times = [t for n in loaded if (t := name_time_ns(n)) is not None]
-        cutoff = self.cutoff
-        if times:
-            cutoff = max(cutoff, _stamp(max(times) - int(self.late_seconds * 10**9)))
-        return {
-            "cutoff": cutoff,
-            "loaded": sorted(n for n in loaded if n >= cutoff),
-            "older": sum(1 for n in names if n < cutoff),
-        }
+def _manifest(state: Mapping[str, Any], files: Sequence[ListedFile]) -> Mapping[str, Any]:
+    """The file manifest of a committed state. A state of the earlier reader (a watermark
+    ``cutoff`` with the ``loaded`` names after it, or a ``manifest`` list of names) counts
+    the files it covers as read."""
+    manifest = state.get("manifest")
+    if isinstance(manifest, Mapping):
+        return manifest
+    loaded = set(manifest or state.get("loaded", []))
+    cutoff = str(state.get("cutoff", ""))
+    return {
+        f.url: {"size": f.size, "mtime": f.mtime}
+        for f in files
+        if _name(f) in loaded or _name(f) < cutoff
+    }
 
 
 class PushSource(SourceBase[PushSourceConfig]):
-    """The batch files a push source's receiver wrote, new ones only (a ``LoadWindow``).
+    """The batch files a push source's receiver wrote, new ones only.
 
-    Every top-level key of the payloads becomes a text column (nested values as JSON
-    text), so typing happens in ``schema`` like for any file; ``webhook_id`` and
-    ``received_at`` are kept as lineage columns, and a repeated ``webhook_id`` (an event
-    flushed twice after a crash) is dropped.
+    New means not in the file manifest of the pull connectors (``files.FileManifest``:
+    path, size, mtime and content hash of every batch file read), so a batch file is read
+    once however late it appears, whatever its name or mtime. Every top-level key of the
+    payloads becomes a text column (nested values as JSON text), so typing happens in
+    ``schema`` like for any file; ``webhook_id`` and ``received_at`` are kept as lineage
+    columns, and a repeated ``webhook_id`` (an event flushed twice after a crash) is
+    dropped, within a load and against the last ``RECENT_IDS`` ids of earlier loads.
     """
 
     kind = "push"
@@ -352,34 +286,42 @@ class PushSource(SourceBase[PushSourceConfig]):
     summary = "signed webhooks (featurepipe serve) → queue → NDJSON batches in a bucket"
 
     def read(self, state: Mapping[str, Any]) -> BatchReader:
-        """Yield one batch per new batch file; return the window and the recent ids."""
+        """Yield one batch per new batch file; return the manifest and the recent ids."""
         bucket, folder = self.config.bucket, self.name
-        window = LoadWindow.from_state(state, self.config.late_seconds)
         try:
-            names = list_batches(bucket, folder, self.config.storage_options)
+            files = _listing(bucket, folder, self.config.storage_options)
         except OSError as exc:
             raise SourceError(
-                f"push source {folder!r}: cannot list {bucket}/{folder}: {exc}"
+                f"push source {folder!r}: cannot list {bucket}/{folder}: {exc}; check "
+                f"`sources.{folder}.bucket` and `storage_options`."
             ) from exc
-        files = window.new_names(names, f"{folder!r} ({bucket}/{folder})")
+        manifest = FileManifest(_manifest(state, files))
         # ids of recently loaded events: an event flushed twice (crash between writing its
         # batch and acknowledging it) may land in a batch of a later load
         recent: list[str] = list(state.get("recent_ids", []))
         seen = set(recent)
-        for name in files:
-            frame = self._read_file(name, seen)
+        read = 0
+        for file in files:
+            if manifest.unchanged(file):
+                continue
+            data = self._read_bytes(file)
+            if not manifest.record(file, hashlib.sha256(data).hexdigest()):
+                continue  # touched, not changed
+            frame = self._parse(file.url, data, seen)
             recent += frame["webhook_id"].to_list()
-            yield Batch(frame, f"{bucket}/{folder}/{name}")
-        if not files:
+            read += 1
+            yield Batch(frame, file.url)
+        if not read:
             yield Batch(_frame([]), f"{bucket}/{folder}")
-        return {**window.advance(names, files), "recent_ids": recent[-RECENT_IDS:]}
+        return {"manifest": manifest.entries, "recent_ids": recent[-RECENT_IDS:]}
 
-    def _read_file(self, name: str, seen: set[str]) -> pl.DataFrame:
-        bucket, folder = self.config.bucket, self.name
+    def _read_bytes(self, file: ListedFile) -> bytes:
         try:
-            data = _read_batch(bucket, folder, name, self.config.storage_options)
+            return bytes(file.fs.cat_file(file.path))
         except OSError as exc:
-            raise SourceError(f"push source {folder!r}: cannot read {name}: {exc}") from exc
+            raise SourceError(f"push source {self.name!r}: cannot read {file.url}: {exc}") from exc
+
+    def _parse(self, url: str, data: bytes, seen: set[str]) -> pl.DataFrame:
         rows: list[dict[str, str | None]] = []
         for number, line in enumerate(data.splitlines(), start=1):
             if not line.strip():
@@ -390,8 +332,8 @@ class PushSource(SourceBase[PushSourceConfig]):
                 payload = dict(event["payload"])
             except (ValueError, KeyError, TypeError) as exc:
                 raise SourceError(
-                    f"push source {folder!r}: {bucket}/{folder}/{name} line {number} is not an "
-                    f"event ({exc}); batch files are written by the receiver only."
+                    f"push source {self.name!r}: {url} line {number} is not an event "
+                    f"({exc}); batch files are written by the receiver only."
                 ) from exc
             if webhook_id in seen:
                 continue
@@ -413,7 +355,7 @@ def extract_push(
     table: str,
     bucket: str,
     *,
-    processed: Iterable[str] = (),
+    state: Mapping[str, Any] | None = None,
     storage_options: Mapping[str, str] | None = None,
 ) -> pl.DataFrame:
     """Every new event of a push source's bucket in one text frame (for tests and notebooks).
@@ -421,7 +363,7 @@ def extract_push(
     Args:
         table: the push source (its folder in the bucket).
         bucket: the bucket folder or URL.
-        processed: batch file names already loaded (skipped).
+        state: a committed state of the source (its manifest's files are skipped).
 
     Returns:
         One row per distinct ``webhook_id``, lineage columns first.
@@ -435,5 +377,5 @@ def extract_push(
         bucket=bucket,
         storage_options=dict(storage_options or {}),
     )
-    extraction = PushSource(table, options).extract({"loaded": list(processed)})
+    extraction = PushSource(table, options).extract(state)
     return extraction.collect()

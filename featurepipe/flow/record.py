@@ -92,10 +92,14 @@ def run_record(
         seeds and the reproducibility environment as parameters.
     """
     commit, dirty = git_state(config.project_dir)
+    command = command or shlex.join(["featurepipe", *sys.argv[1:]])
     tags = {
+        # The MLflow UI shows a run's commit only beside its source name, as "Source".
+        "mlflow.source.name": command,
+        "mlflow.source.type": "LOCAL",
         "mlflow.source.git.commit": commit,
         "featurepipe.git.dirty": "unknown" if dirty is None else str(dirty).lower(),
-        "featurepipe.command": command or shlex.join(["featurepipe", *sys.argv[1:]]),
+        "featurepipe.command": command,
         "featurepipe.config_hash": config_digest(config),
     }
     params: dict[str, Any] = {f"seed.{k}": v for k, v in seeds(config).items()}

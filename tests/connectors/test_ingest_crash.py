@@ -3,7 +3,6 @@ kernel: the rerun loads every row exactly once, even though new rows arrived mea
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,9 +11,10 @@ import polars as pl
 import pytest
 
 import featurepipe as fp
+from featurepipe.errors import KernelDied
+from featurepipe.flow import run_flow
 from featurepipe.ingest import COMMITTED_LOAD
 
-from ..conftest import run_cli
 from ..destinations.conftest import PG_URL, drop_pg_schema, new_pg_schema
 from .conftest import Database
 from .test_ingest_pull import _pull_project
@@ -47,26 +47,23 @@ def destination_toml(request: pytest.FixtureRequest) -> Iterator[str]:
     drop_pg_schema(schema)
 
 
-def _ingest(project: Path, hooks: Path, *, crash: bool) -> None:
-    env = {"PYTHONPATH": str(hooks), "FP_TEST_CRASH_BEFORE_STATE_COMMIT": "1" if crash else ""}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        result = run_cli("run", "--step", "01_ingest", "--project", str(project), cwd=project)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+def _ingest(config: fp.Config, monkeypatch: pytest.MonkeyPatch, *, crash: bool) -> None:
+    """Run the 01_ingest step; with ``crash``, its kernel must die at the state commit.
+
+    The flow runs in this process (the CLI around it is tested elsewhere and would cost a
+    Python start and its imports per run); the notebook runs in a real kernel, which
+    inherits the hook's environment.
+    """
+    monkeypatch.setenv("FP_TEST_CRASH_BEFORE_STATE_COMMIT", "1" if crash else "")
     if crash:
-        assert result.returncode != 0, result.stdout
+        with pytest.raises(KernelDied):
+            run_flow(config, steps=["01_ingest"])
     else:
-        assert result.returncode == 0, result.stderr + result.stdout
+        run_flow(config, steps=["01_ingest"])
 
 
 def test_crash_after_the_load_commit_neither_duplicates_nor_misses(
-    postgres: Database, destination_toml: str, tmp_path: Path
+    postgres: Database, destination_toml: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     table = postgres.table("orders")
     postgres.execute(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, updated_at TIMESTAMPTZ)")
@@ -84,22 +81,23 @@ def test_crash_after_the_load_commit_neither_duplicates_nor_misses(
     hooks = tmp_path / "hooks"
     hooks.mkdir()
     (hooks / "sitecustomize.py").write_text(CRASH_HOOK)
+    monkeypatch.setenv("PYTHONPATH", str(hooks))
     config = fp.load_config(project)
     state_file = fp.StateStore(config.state_dir).file("orders")
 
     insert(range(1, 1001), 0)
-    _ingest(project, hooks, crash=True)  # the first load commits, its state file does not
+    _ingest(config, monkeypatch, crash=True)  # the first load commits, its state file does not
     assert fp.read_table("orders", project=project).height == 1_000
     assert not state_file.exists()
     insert(range(1001, 1301), 5)  # new rows arrive before the rerun
-    _ingest(project, hooks, crash=False)
+    _ingest(config, monkeypatch, crash=False)
 
     insert(range(1301, 1401), 10)
     before = state_file.read_text()
-    _ingest(project, hooks, crash=True)  # a later load commits; the state file stays behind
+    _ingest(config, monkeypatch, crash=True)  # a later load commits; the state file stays behind
     assert state_file.read_text() == before
     insert(range(1401, 1501), 10)  # late rows at the same cursor value
-    _ingest(project, hooks, crash=False)
+    _ingest(config, monkeypatch, crash=False)
 
     loaded = fp.read_table("orders", project=project)
     ids = loaded["id"]

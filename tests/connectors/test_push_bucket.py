@@ -4,6 +4,7 @@ queue backends; the pipeline then types, cleans and loads the table into Delta."
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,13 +24,13 @@ from featurepipe.connectors.push_bucket import (
     batch_name,
     extract_push,
     list_batches,
-    name_time_ns,
     write_batch,
 )
 from featurepipe.connectors.push_queue import EventQueue, QueuedEvent, open_event_queue, utc_now
 from featurepipe.errors import SourceError
+from featurepipe.ingest import COMMITTED_LOAD
 
-from .push_support import BACKENDS, drop_redis_prefix, queue_url
+from .push_support import BACKENDS, drop_redis_prefix, push_project, queue_url
 
 
 @pytest.fixture(params=BACKENDS)
@@ -114,7 +115,9 @@ def test_reader_keeps_lineage_dedupes_and_skips_processed_batches(
     assert set(frame.schema.values()) == {pl.String}
     row = frame.row(1, named=True)
     assert row["tags"] == '["a",1]' and row["ok"] == "false" and row["amount"] == "0.5"
-    assert extraction.state["loaded"] == sorted([first, "zz-again.ndjson"])
+    folder = (Path(bucket) / "orders").resolve()
+    read = {str(folder / first), str(folder / "zz-again.ndjson")}
+    assert set(extraction.state["manifest"]) == read
 
     assert source.extract(extraction.state).collect().height == 0  # nothing new
     # msg_00003 flushed again into a batch read by a later load, and one new event
@@ -134,25 +137,11 @@ def push_config(bucket: str, **options: object) -> PushSourceConfig:
     )
 
 
-def test_batch_names_sort_in_the_order_the_files_were_written(tmp_path: Path) -> None:
-    bucket = str(tmp_path / "bucket")
-    written = []
-    for i in range(200):
-        before = time.time_ns()
-        event = QueuedEvent("orders", f"msg_{i:05d}", utc_now(), b"{}", str(i))
-        name = write_batch(bucket, "orders", [event])
-        after = time.time_ns()
-        at = name_time_ns(name)
-        assert at is not None and before <= at <= after  # the name is the time it appeared
-        written.append(name)
-    assert list_batches(bucket, "orders") == written
-    assert name_time_ns("zz-again.ndjson") is None
-
-
 def put_batch(bucket: str, seconds_from_now: float, first_id: int, n: int = 1) -> str:
-    """A batch file named at ``seconds_from_now``, as another receiver's flusher whose
-    clock or upload lags would leave it; returns its name."""
-    name = batch_name(time.time_ns() + int(seconds_from_now * 10**9))
+    """A batch file named and last modified at ``seconds_from_now``, as another receiver's
+    flusher whose clock or upload lags would leave it; returns its name."""
+    at = time.time_ns() + int(seconds_from_now * 10**9)
+    name = batch_name(at)
     events = [
         QueuedEvent("orders", f"msg_{i:05d}", utc_now(), json.dumps({"n": i}).encode(), "")
         for i in range(first_id, first_id + n)
@@ -160,75 +149,87 @@ def put_batch(bucket: str, seconds_from_now: float, first_id: int, n: int = 1) -
     folder = Path(bucket) / "orders"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / name).write_bytes(batch_lines(events))
+    os.utime(folder / name, ns=(at, at))
     return name
 
 
-def test_the_load_window_skips_loaded_batches_and_loads_late_ones(tmp_path: Path) -> None:
+def test_a_batch_that_appears_late_is_read_exactly_once(tmp_path: Path) -> None:
     bucket = str(tmp_path / "bucket")
-    source = PushSource("orders", push_config(bucket, late_seconds=60))
+    source = PushSource("orders", push_config(bucket))
 
     def load(state: dict) -> tuple[list[str], dict]:
         extraction = source.extract(state)
         return extraction.collect()["webhook_id"].to_list(), extraction.state
 
-    put_batch(bucket, -120, 0)
+    put_batch(bucket, -60, 0)
     newest = put_batch(bucket, 0, 1)
     ids, state = load({})
     assert ids == ["msg_00000", "msg_00001"]
-    assert state["loaded"] == [newest] and state["older"] == 1  # the old one is below the cutoff
-    assert load(state)[0] == []  # processed batches are skipped
+    assert load(state)[0] == []  # nothing new: nothing extracted
 
-    put_batch(bucket, -30, 2)  # older than the newest loaded, within late_seconds
+    # appears now, named and modified an hour before the batches already read
+    late = put_batch(bucket, -3600, 2, n=2)
+    assert late < newest
     ids, state = load(state)
-    assert ids == ["msg_00002"]
-    put_batch(bucket, 10, 3)
-    ids, state = load(state)
-    assert ids == ["msg_00003"]
+    assert ids == ["msg_00002", "msg_00003"]
     assert load(state)[0] == []
 
+    # touched, not changed: not read again; another late one among 20 new ones: each once
+    (Path(bucket) / "orders" / late).touch()
+    for n in range(20):
+        put_batch(bucket, -7200 if n == 7 else n, 4 + n)
+    ids, state = load(state)
+    assert sorted(ids) == [f"msg_{n:05d}" for n in range(4, 24)]
+    assert load(state)[0] == []
+    assert len(state["manifest"]) == len(list_batches(bucket, "orders")) == 23
 
-def test_the_load_window_state_stays_small_and_loses_nothing(tmp_path: Path) -> None:
+
+def test_a_state_of_the_earlier_watermark_reader_skips_what_it_loaded(tmp_path: Path) -> None:
     bucket = str(tmp_path / "bucket")
-    source = PushSource("orders", push_config(bucket, late_seconds=60))
-    state: dict = {}
-    loaded: list[str] = []
-    for load_number in range(10):  # 500 batches, 10 s apart by name, 50 per load
-        for b in range(50):
-            n = load_number * 50 + b
-            put_batch(bucket, -5000 + 10 * n, n)
-        extraction = source.extract(state)
-        loaded += extraction.collect()["webhook_id"].to_list()
-        state = extraction.state
-        assert len(state["loaded"]) <= 7  # the names within 60 s of the newest, not all
-    assert loaded == [f"msg_{n:05d}" for n in range(500)]
-    assert state["older"] == 500 - len(state["loaded"])
+    below = put_batch(bucket, -20, 0)
+    inside = put_batch(bucket, -10, 1)
+    put_batch(bucket, 0, 2)
+    source = PushSource("orders", push_config(bucket))
+    window = {"cutoff": inside, "loaded": [inside], "older": 1}
+    assert below < inside
+    extraction = source.extract(window)
+    assert extraction.collect()["webhook_id"].to_list() == ["msg_00002"]
+    assert len(extraction.state["manifest"]) == 3 and "cutoff" not in extraction.state
+    names = PushSource("orders", push_config(bucket)).extract({"manifest": [below]})
+    assert names.collect()["webhook_id"].to_list() == ["msg_00001", "msg_00002"]
 
 
-def test_a_batch_later_than_the_window_is_an_error_not_a_loss(tmp_path: Path) -> None:
-    bucket = str(tmp_path / "bucket")
-    source = PushSource("orders", push_config(bucket, late_seconds=60))
-    put_batch(bucket, 0, 0)
-    extraction = source.extract({})
-    extraction.collect()
-    state = extraction.state
-    late = put_batch(bucket, -600, 1)  # appears now, named 10 minutes back
-    with pytest.raises(
-        SourceError, match=r"1 batch file\(s\) named before .* late_seconds \(60 s\)"
-    ):
-        source.extract(state).collect()
-    # the remedy the message gives: rename it after the newest loaded batch
-    folder = Path(bucket) / "orders"
-    (folder / late).rename(folder / batch_name())
-    assert source.extract(state).collect()["webhook_id"].to_list() == ["msg_00001"]
+def test_ingest_commits_the_manifest_with_the_load_and_a_rerun_extracts_nothing(
+    tmp_path: Path,
+) -> None:
+    project = push_project(tmp_path)
+    bucket = str(project / "bucket")
+    config = fp.load_config(project)
+    state_file = fp.StateStore(config.state_dir).file("orders")
 
+    def ingest(load_id: str) -> int:
+        run = fp.Ingest(config, load_id, sources=["orders"])
+        frames = run.extract()
+        if "orders" in frames:
+            run.load("orders", frames["orders"])
+        run.finish()
+        return frames["orders"].height if "orders" in frames else 0
 
-def test_a_state_with_the_old_manifest_list_is_read(tmp_path: Path) -> None:
-    bucket = str(tmp_path / "bucket")
-    done = put_batch(bucket, -10, 0)
-    put_batch(bucket, 0, 1)
-    extraction = PushSource("orders", push_config(bucket)).extract({"manifest": [done]})
-    assert extraction.collect()["webhook_id"].to_list() == ["msg_00001"]
-    assert "manifest" not in extraction.state and "cutoff" in extraction.state
+    put_batch(bucket, 0, 0, n=3)
+    assert ingest("load-1") == 3
+    assert fp.StateStore(config.state_dir).read("orders")[COMMITTED_LOAD] == "load-1"
+    assert len(fp.StateStore(config.state_dir).read("orders")["manifest"]) == 1
+    committed = state_file.read_text()
+    assert ingest("load-2") == 0  # nothing new: nothing extracted, nothing loaded
+    assert json.loads(state_file.read_text())["manifest"] == json.loads(committed)["manifest"]
+    put_batch(bucket, -3600, 3, n=2)  # a late batch, and one event flushed again
+    (Path(bucket) / "orders" / "zz-again.ndjson").write_bytes(
+        batch_lines([QueuedEvent("orders", "msg_00001", utc_now(), b'{"n": 1}', "")])
+    )
+    assert ingest("load-3") == 2
+    assert ingest("load-4") == 0
+    ids = sorted(fp.read_table("orders", project=config)["webhook_id"].to_list())
+    assert ids == [f"msg_{n:05d}" for n in range(5)]
 
 
 def test_a_line_that_is_not_an_event_is_named(tmp_path: Path) -> None:

@@ -22,10 +22,13 @@ from featurepipe.errors import ConfigError
 
 from ..conftest import run_cli
 from .push_support import (
+    BACKENDS,
+    drop_redis_prefix,
     event_body,
     free_port,
     new_secret,
     push_project,
+    queue_url,
     signed_headers,
     wait_until_up,
 )
@@ -62,6 +65,15 @@ def test_bad_push_options_name_the_key(tmp_path: Path, options: dict, message: s
         load_config(push_project(tmp_path, **options))
 
 
+@pytest.fixture(params=BACKENDS)
+def queue_options(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The ``queue`` and ``queue_prefix`` options of a push source, for each backend."""
+    url, prefix = queue_url(request.param, tmp_path)
+    yield {"queue": url, "queue_prefix": prefix}
+    if request.param == "redis":
+        drop_redis_prefix(prefix)
+
+
 def test_push_source_defaults_and_paths(tmp_path: Path) -> None:
     project = push_project(tmp_path)
     source = load_config(project).sources["orders"]
@@ -72,9 +84,11 @@ def test_push_source_defaults_and_paths(tmp_path: Path) -> None:
     assert source.columns["received_at"].type == "datetime"
 
 
-def test_signed_event_reaches_the_warehouse_and_sigterm_drains(tmp_path: Path) -> None:
+def test_signed_event_reaches_the_warehouse_and_sigterm_drains(
+    tmp_path: Path, queue_options: dict[str, str]
+) -> None:
     secret = new_secret()
-    project = push_project(tmp_path, flush_age=3600)  # only the shutdown flushes
+    project = push_project(tmp_path, flush_age=3600, **queue_options)  # only shutdown flushes
     port = free_port()
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
@@ -118,7 +132,7 @@ def test_signed_event_reaches_the_warehouse_and_sigterm_drains(tmp_path: Path) -
     assert loaded["customer"].to_list() == [{"id": 0}, {"id": 1}, {"id": 2}]  # JSON text typed
     assert loaded.schema["received_at"].is_temporal()
     again = fp.extract_source("orders", source, state.read("orders"), load_id="l2").collect()
-    assert again.height == 0  # the load window remembers the loaded batch
+    assert again.height == 0  # the manifest holds the batch file already loaded
 
 
 def test_serve_on_a_port_in_use_exits_1_with_advice(tmp_path: Path) -> None:
@@ -141,9 +155,11 @@ def test_serve_on_a_port_in_use_exits_1_with_advice(tmp_path: Path) -> None:
     assert "--port" in result.stderr and str(port) in result.stderr
 
 
-def test_sigterm_during_a_slow_request_answers_it_then_flushes_it(tmp_path: Path) -> None:
+def test_sigterm_during_a_slow_request_answers_it_then_flushes_it(
+    tmp_path: Path, queue_options: dict[str, str]
+) -> None:
     secret = new_secret()
-    project = push_project(tmp_path, flush_age=3600)  # only the shutdown flushes
+    project = push_project(tmp_path, flush_age=3600, **queue_options)  # only shutdown flushes
     port = free_port()
     log = tmp_path / "serve.log"
     with log.open("wb") as out:

@@ -9,6 +9,11 @@ destination through every disposition, so its first real load is no slower than 
 rest (a kill window sized from batch times then covers loads, not start-up). It prints
 ``start I`` before and ``done I SECONDS`` after each batch. ``--kill-in-record`` (Delta)
 SIGKILLs the loader inside ``_record``: after the data commit, before the loads record.
+
+The crash test does not start this script for every kill: it forks each loader from a
+multiprocessing fork server that imported the modules in ``PRELOAD`` once (a second per
+kill saved), calls :func:`child` there, and reads the same lines from a pipe. Importing
+starts no thread pool (polars, Delta and Arrow start theirs on first use, in the child).
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ import signal
 import sys
 import time
 import uuid
+from collections.abc import Callable
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +35,13 @@ TABLE = "events"
 KEY = ["k"]
 DELETED = "deleted"
 AHEAD = 8  # batches generated before ``ready``; a run rarely gets further before its kill
+# what the fork server imports once for all loaders (sys.path already holds the repository)
+PRELOAD = [
+    "tests.destinations.crash_loader",
+    "tests.destinations.places",
+    "featurepipe.destinations.postgres",
+    "featurepipe.destinations.sqlite",
+]
 
 
 def batch(i: int, rows: int) -> tuple[pl.DataFrame, str]:
@@ -102,26 +116,40 @@ def kill_in_record() -> None:
     DeltaDestination._record = die  # type: ignore[method-assign]
 
 
-def main() -> None:
-    kind, where, batches, rows = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+def load(
+    kind: str, where: str, batches: int, rows: int, say: Callable[[str], Any], *options: str
+) -> None:
+    """Warm up, then apply the batches not yet recorded, telling ``say`` how far it got."""
     from tests.destinations.places import make_destination
 
     warm_up(kind, where)
-    if "--kill-in-record" in sys.argv[5:]:
+    if "--kill-in-record" in options:
         kill_in_record()
     destination = make_destination(kind, Path(where), pg_schema=where)
     recorded = set(destination.loads()["load_id"])
     first = next((i for i in range(batches) if load_id(i) not in recorded), batches)
     # generate the next batches now, so a kill lands in a load, not in test-data generation
     ready = {i: batch(i, rows) for i in range(first, min(first + AHEAD, batches))}
-    print("ready", flush=True)  # noqa: T201
+    say("ready")
     start = time.perf_counter()
     for i in range(first, batches):
         frame, mode = ready.pop(i) if i in ready else batch(i, rows)
-        print(f"start {i}", flush=True)  # noqa: T201
+        say(f"start {i}")
         write(destination, TABLE, frame, mode, load_id(i))
-        print(f"done {i} {time.perf_counter() - start:.4f}", flush=True)  # noqa: T201
+        say(f"done {i} {time.perf_counter() - start:.4f}")
+
+
+def child(lines: Connection, kind: str, where: str, batches: int, rows: int, *options: str) -> None:
+    """The loader in a process forked by the fork server: its lines go to ``lines``
+    (one small message is one write to the pipe, so a kill never leaves half a line)."""
+    load(kind, where, batches, rows, lines.send, *options)
+    lines.close()
+
+
+def main() -> None:
+    kind, where, batches, rows = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    load(kind, where, batches, rows, lambda line: print(line, flush=True), *sys.argv[5:])  # noqa: T201
 
 
 if __name__ == "__main__":
