@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -48,6 +49,8 @@ errors = Console(stderr=True)
 ProjectOption = Annotated[
     Path, typer.Option("--project", "-C", help="project folder (holds featurepipe.toml)")
 ]
+HostOption = Annotated[str, typer.Option(help="address to listen on")]
+PortOption = Annotated[int, typer.Option(help="port to listen on")]
 
 
 def _version(value: bool) -> None:
@@ -123,6 +126,14 @@ def _fail(exc: FeaturepipeError, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _load(project: Path) -> Config:
+    """The project's configuration; a bad one ends the command with exit code 2."""
+    try:
+        return load_config(project)
+    except ConfigError as exc:
+        raise _fail(exc, 2) from exc
+
+
 class _LiveSteps:
     """The live progress table of a flow run: one row per step, timing the running one."""
 
@@ -169,7 +180,8 @@ def run(
         list[str] | None,
         typer.Option(
             "--fail-under",
-            help="exit 6 unless the flow's METRIC >= NUMBER, e.g. test_roc_auc=0.65",
+            help="exit 6 unless the flow's METRIC >= NUMBER, e.g. test_roc_auc=0.65; for a "
+            "loss or error (a name ending in loss, brier, rmse, mse, mae, error): <= NUMBER",
         ),
     ] = None,
     dry_run: Annotated[
@@ -270,12 +282,36 @@ def _print_summary(flow: FlowResult, project: Path) -> None:
             console.print(
                 f"[bold]{name}[/]: " + ", ".join(f"{k}={_fmt(v)}" for k, v in extra.items())
             )
+    if flow.pending is not None:
+        console.print(
+            f"\nEvery step was up to date. The run record waits in {flow.pending}; the next "
+            "`featurepipe run` that runs a step, `featurepipe runs` or `featurepipe ui` "
+            "logs it to MLflow.",
+            highlight=False,
+        )
+        return
     console.print(
         f"\nMLflow run [bold]{flow.mlflow_run_id}[/] (experiment {flow.experiment_id}) "
         f"in {flow.tracking_uri}\n"
-        f"Open the MLflow UI: [bold]featurepipe ui --project {project}[/] then "
+        f"Open the MLflow UI: [bold]{_ui_command(project)}[/] then "
         f"http://127.0.0.1:5000/#/experiments/{flow.experiment_id}/runs/{flow.mlflow_run_id}"
+        # MLflow 3 opens in its GenAI view, which hides runs and models without this
+        "?workflowType=machine_learning",
+        highlight=False,
     )
+
+
+def _ui_command(project: Path) -> str:
+    """The `featurepipe ui` command a user can type here: `make run` runs .venv/bin/featurepipe,
+    which is on no PATH unless the environment is activated."""
+    script = Path(sys.executable).parent / "featurepipe"
+    program = "featurepipe"
+    if script.is_file() and shutil.which("featurepipe") != str(script):
+        try:
+            program = str(script.relative_to(Path.cwd()))
+        except ValueError:
+            program = str(script)
+    return program + " ui" + ("" if project == Path(".") else f" --project {project}")
 
 
 def _fmt(value: Any) -> str:
@@ -355,22 +391,30 @@ def runs_compare(
 
 @app.command()
 def ui(
-    project: ProjectOption = Path("."),
-    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port to listen on")] = 5000,
+    project: ProjectOption = Path("."), host: HostOption = "127.0.0.1", port: PortOption = 5000
 ) -> None:
     """Start the MLflow UI on the project's tracking store."""
+    config = _load(project)
+    from .flow.pending import log_pending
+
     try:
-        config = load_config(project)
-    except ConfigError as exc:
-        raise _fail(exc, 2) from exc
+        log_pending(config)
+    except FeaturepipeError as exc:
+        raise _fail(exc, exit_code(exc)) from exc
     console.print(f"MLflow UI for {config.tracking_uri} at http://{host}:{port} (Ctrl-C stops it)")
+    # One worker and no job runner: MLflow's defaults start 4 workers and ~7 job consumers
+    # (for GenAI jobs featurepipe never submits), 15 processes that took the UI 39 s to come
+    # up on 2 busy cores against 13 s like this.
     command = [
         sys.executable, "-m", "mlflow", "ui",
         "--backend-store-uri", config.tracking_uri,
-        "--host", host, "--port", str(port),
+        "--host", host, "--port", str(port), "--workers", "1",
     ]  # fmt: skip
-    env = {**os.environ, "MLFLOW_TRACKING_URI": config.tracking_uri}
+    env = {
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        **os.environ,
+        "MLFLOW_TRACKING_URI": config.tracking_uri,
+    }
     try:
         code = subprocess.call(command, cwd=config.project_dir, env=env)  # noqa: S603
     except KeyboardInterrupt:
@@ -424,9 +468,7 @@ def schema(
 
 @app.command()
 def serve(
-    project: ProjectOption = Path("."),
-    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port to listen on")] = 8787,
+    project: ProjectOption = Path("."), host: HostOption = "127.0.0.1", port: PortOption = 8787
 ) -> None:
     """Receive the push sources' signed webhooks at POST /hooks/SOURCE until SIGTERM or Ctrl-C.
 

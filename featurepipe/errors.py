@@ -23,8 +23,9 @@ file, table, row or column concerned and what to do about it::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -168,6 +169,11 @@ class StepFailed(FlowError):
 
     hint = "open the executed notebook, fix the cell, then `featurepipe run --from {step}`."
 
+    @property
+    def kernel_log(self) -> str:
+        """The kernel's log, beside the executed notebook: ``<run_dir>/<step>.kernel.log``."""
+        return str(Path(self.notebook).with_name(f"{self.step}.kernel.log"))
+
     def __init__(
         self,
         step: str,
@@ -188,7 +194,7 @@ class StepFailed(FlowError):
         super().__init__(
             f"step {step} failed{cell}: {error_name}: {error_value}\n"
             f"The executed notebook with the error is at {notebook}\n"
-            f"Hint: {self.hint.format(step=step)}"
+            f"Hint: {self.hint.format(step=step, kernel_log=self.kernel_log)}"
         )
 
 
@@ -215,7 +221,7 @@ class KernelDied(StepFailed):
 
     hint = (
         "the kernel process ended abruptly; check memory (dmesg, `free -m`) and the kernel "
-        "log runs/<run_id>/{step}.kernel.log, then `featurepipe run --from {step}`."
+        "log {kernel_log}, then `featurepipe run --from {step}`."
     )
 
 
@@ -224,14 +230,22 @@ class MetricBelowThreshold(FlowError):
 
     Attributes:
         misses: metric name to (value or None when no step logged it, threshold).
+        losses: the names among ``misses`` for which lower is better (they need <= threshold).
     """
 
-    def __init__(self, run_id: str, misses: dict[str, tuple[float | None, float]]) -> None:
+    def __init__(
+        self,
+        run_id: str,
+        misses: dict[str, tuple[float | None, float]],
+        losses: Collection[str] = (),
+    ) -> None:
         self.run_id = run_id
         self.misses = misses
-        lines = [f"flow {run_id}: {len(misses)} metric(s) below the threshold:"]
+        self.losses = set(losses)
+        lines = [f"flow {run_id}: {len(misses)} metric(s) worse than the threshold:"]
         for name, (value, threshold) in misses.items():
             found = "not logged by any step" if value is None else f"{value:.6g}"
-            lines.append(f"  - {name} = {found}, needs >= {threshold:g}")
+            bound = "<=" if name in self.losses else ">="
+            lines.append(f"  - {name} = {found}, needs {bound} {threshold:g}")
         lines.append("Hint: compare with a good run: `featurepipe runs compare A B`.")
         super().__init__("\n".join(lines))

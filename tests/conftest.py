@@ -10,8 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from featurepipe.config import Config, load_config
+
+# Property tests keep no example database: nothing is written to .hypothesis/.
+settings.register_profile("featurepipe", database=None)
+settings.load_profile("featurepipe")
 
 REPO = Path(__file__).resolve().parent.parent
 PROJECT_FILES = ("featurepipe.toml", "notebooks", "expectations")
@@ -29,11 +34,20 @@ def copy_project(target: Path) -> Path:
     return target
 
 
-def run_cli(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m featurepipe ARGS`` as a user would, in a clean MLflow environment."""
+def run_cli(
+    *args: str, cwd: Path, timeout: float = 600, script: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m featurepipe ARGS`` as a user would, in a clean MLflow environment.
+
+    With ``script`` the installed ``featurepipe`` executable runs instead (the console
+    script entry point, as a shell or CI job calls it).
+    """
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    command = [str(Path(sys.executable).with_name("featurepipe"))] if script else [
+        sys.executable, "-m", "featurepipe"
+    ]  # fmt: skip
     return subprocess.run(
-        [sys.executable, "-m", "featurepipe", *args],
+        [*command, *args],
         cwd=cwd,
         env=env,
         capture_output=True,

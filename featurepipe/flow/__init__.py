@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from .. import tracking
 from ..config import Config
@@ -33,16 +33,21 @@ from .cache import CACHE_FILE, CacheEntry, StepCache, StepDecision, decide_step
 from .dag import FLOW_PARAMETERS, Step, merge_parameters, notebook_parameters, plan_steps
 from .execute import stderr_to
 from .fingerprint import table_versions
+from .pending import ChildRecord, PendingRecord, log_pending, write_pending
 from .record import frozen_requirements, run_record
 
 __all__ = [
     "FLOW_PARAMETERS",
+    "REUSED_TAG",
     "FlowResult",
+    "Selection",
     "Step",
     "StepDecision",
     "StepResult",
     "explain_flow",
     "finish_step",
+    "is_loss",
+    "log_pending",
     "merge_parameters",
     "new_run_id",
     "notebook_parameters",
@@ -56,6 +61,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 REUSED_TAG = "featurepipe.reused_flow_run"
+FAIL_UNDER_TAG = "featurepipe.fail_under"
+# Metric names ending so are losses or errors: lower is better (as in ``train.LOWER_IS_BETTER``).
+LOSSES = ("loss", "brier", "rmse", "mse", "mae", "error")
 # Kernels inherit this process's environment: fix str hashing so set order repeats.
 REPRODUCIBLE_ENV = {"PYTHONHASHSEED": "0"}
 
@@ -81,7 +89,11 @@ class StepResult:
 
 @dataclass
 class FlowResult:
-    """A whole flow run."""
+    """A whole flow run.
+
+    ``mlflow_run_id`` and ``experiment_id`` are empty when every step was up to date: the
+    run record then waits in the file ``pending`` until MLflow is next opened.
+    """
 
     run_id: str
     run_dir: Path
@@ -90,6 +102,7 @@ class FlowResult:
     mlflow_run_id: str
     steps: list[StepResult] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
+    pending: Path | None = None
 
     @property
     def seconds(self) -> float:
@@ -164,9 +177,20 @@ def _environment(values: Mapping[str, str]) -> Iterator[dict[str, str]]:
 
 
 def _reads_from(info: tracking.RunInfo) -> dict[str, str | None]:
-    """Table versions a notebook reported reading (``log_table_versions``)."""
-    prefix = "table_version."
-    return {f"table:{k[len(prefix) :]}": v for k, v in info.params.items() if k.startswith(prefix)}
+    """Table and model versions a notebook reported reading.
+
+    ``log_table_versions`` gives ``table:NAME``; a model loaded by alias
+    (``registry.load_registered_model``) gives ``model:NAME/ALIAS`` (MLflow allows no ``@``
+    in a parameter name).
+    """
+    reads: dict[str, str | None] = {}
+    for key, value in info.params.items():
+        if key.startswith("table_version."):
+            reads[f"table:{key.removeprefix('table_version.')}"] = value
+        elif key.startswith(tracking.MODEL_READ_PREFIX):
+            name, _, alias = key.removeprefix(tracking.MODEL_READ_PREFIX).rpartition("/")
+            reads[f"model:{name}/{alias}"] = value
+    return reads
 
 
 def _step_sources(config: Config, step: Step) -> list[str]:
@@ -176,22 +200,10 @@ def _step_sources(config: Config, step: Step) -> list[str]:
     return [f"source:{s}" for s in config.sources] if not step.upstream else []
 
 
-def run_flow(
-    config: Config,
-    *,
-    parameters: Mapping[str, Any] | None = None,
-    steps: Sequence[str] | None = None,
-    start: str | None = None,
-    end: str | None = None,
-    force: bool = False,
-    fail_under: Mapping[str, float] | None = None,
-    command: str | None = None,
-    on_step: Callable[[StepResult], None] | None = None,
-) -> FlowResult:
-    """Run the flow's steps into ``runs/<run_id>/``, reusing the ones that are up to date.
+class Selection(TypedDict, total=False):
+    """Which steps a flow run considers and which it runs anyway (``run_flow`` keywords).
 
-    Args:
-        config: the project configuration.
+    Keys:
         parameters: ``-p`` parameters; each goes to the notebooks that declare it (they win
             over ``FEATUREPIPE_PARAM_*``, ``[flow.steps.X.parameters]``, ``[flow.parameters]``
             and the notebook's defaults, in that order).
@@ -199,9 +211,67 @@ def run_flow(
         start: run this step and its downstream steps, this one even if it is up to date.
         end: stop after this step (run only it and its upstream).
         force: run every selected step, ignoring the cache.
-        fail_under: metric name to minimum value, checked when every step has finished.
+    """
+
+    parameters: Mapping[str, Any] | None
+    steps: Sequence[str] | None
+    start: str | None
+    end: str | None
+    force: bool
+
+
+def _plan(config: Config, selection: Selection) -> list[Step]:
+    return plan_steps(
+        config,
+        parameters=selection.get("parameters"),
+        only=selection.get("steps"),
+        start=selection.get("start"),
+        end=selection.get("end"),
+    )
+
+
+def _decide_step(
+    config: Config, step: Step, cache: StepCache, ran: set[str], selection: Selection
+) -> StepDecision:
+    start, force = selection.get("start"), selection.get("force", False)
+    return decide_step(config, step, cache, ran=ran, start=start, force=force)
+
+
+def _decide(
+    config: Config, plan: Sequence[Step], cache: StepCache, selection: Selection
+) -> list[StepDecision]:
+    """Each step's decision, taking the steps that would run before it as run."""
+    decisions: list[StepDecision] = []
+    ran: set[str] = set()
+    for step in plan:
+        decision = _decide_step(config, step, cache, ran, selection)
+        if decision.runs:
+            ran.add(step.name)
+        decisions.append(decision)
+    return decisions
+
+
+def run_flow(
+    config: Config,
+    *,
+    fail_under: Mapping[str, float] | None = None,
+    command: str | None = None,
+    on_step: Callable[[StepResult], None] | None = None,
+    **selection: Unpack[Selection],
+) -> FlowResult:
+    """Run the flow's steps into ``runs/<run_id>/``, reusing the ones that are up to date.
+
+    When every step is up to date nothing imports MLflow: the run record waits in
+    ``runs/<run_id>/mlflow-pending.json`` until MLflow is next opened (``pending``).
+
+    Args:
+        config: the project configuration.
+        fail_under: metric name to threshold, checked when every step has finished; a
+            loss (``is_loss``) must be at most its threshold, any other metric at least.
         command: the command line to record (default: this process's).
         on_step: called when a step starts (``running``) and when it ends.
+        **selection: ``parameters``, ``steps``, ``start``, ``end``, ``force``
+            (see ``Selection``).
 
     Returns:
         The flow result with every step's summary and the flow's metrics.
@@ -213,39 +283,48 @@ def run_flow(
             executed notebook holds the error.
         MetricBelowThreshold: every step finished but a metric missed ``fail_under``.
     """
-    plan = plan_steps(config, parameters=parameters, only=steps, start=start, end=end)
+    plan = _plan(config, selection)
+    started_ms = time.time_ns() // 1_000_000
     run_id = new_run_id()
     runs_dir = config.path(config.flow.runs_dir)
     run_dir = runs_dir / run_id
     run_dir.mkdir(parents=True)
     cache = StepCache(runs_dir / CACHE_FILE)
-    experiment_id = tracking.configure(
-        config.tracking_uri, config.tracking.experiment, config.path("mlruns")
-    )
+    decisions = _decide(config, plan, cache, selection)
     with _environment(REPRODUCIBLE_ENV) as environment:
         tags, record = run_record(config, command, environment)
         params: dict[str, Any] = {"steps": ",".join(s.name for s in plan), **record}
         for step in plan:
             params.update({f"param.{step.name}.{k}": v for k, v in step.effective.items()})
-        parent = tracking.start_flow_run(
-            experiment_id,
-            f"flow {run_id}",
-            params=params,
-            tags={
-                **tags,
-                tracking.FLOW_TAG: run_id,
-                tracking.KIND_TAG: "flow",
-                "featurepipe.project": config.name,
-            },
-        )
-        result = FlowResult(run_id, run_dir, config.tracking_uri, experiment_id, parent)
+        tags[tracking.FLOW_TAG] = run_id
+        tags[tracking.KIND_TAG] = "flow"
+        tags["featurepipe.project"] = config.name
         requirements = frozen_requirements()
         (run_dir / "requirements.txt").write_text(requirements, encoding="utf-8")
+        if not any(d.runs for d in decisions):
+            return _reuse_all(
+                config,
+                plan,
+                decisions,
+                PendingRecord(run_id, started_ms, 0, False, tags, params),
+                cache,
+                fail_under or {},
+                on_step,
+            )
+        experiment_id = tracking.configure(
+            config.tracking_uri, config.tracking.experiment, config.path("mlruns")
+        )
+        log_pending(config)  # earlier runs that reused every step, so `runs` lists them
+        parent = tracking.start_flow_run(experiment_id, f"flow {run_id}", params, tags)
+        result = FlowResult(run_id, run_dir, config.tracking_uri, experiment_id, parent)
         tracking.log_text(parent, requirements, "requirements.txt")
         log.info("flow %s: %d step(s), MLflow run %s", run_id, len(plan), parent)
         try:
-            _run_steps(config, plan, result, cache, start=start, force=force, on_step=on_step)
-            _check_thresholds(result, fail_under or {})
+            _run_steps(config, plan, result, cache, selection, on_step=on_step)
+            misses = _misses(result.metrics, fail_under or {})
+            if misses:
+                tracking.log_run(parent, tags={FAIL_UNDER_TAG: "missed"})
+                raise MetricBelowThreshold(run_id, misses, losses=[m for m in misses if is_loss(m)])
         except BaseException:
             tracking.end_run(parent, failed=True)
             raise
@@ -253,30 +332,54 @@ def run_flow(
     return result
 
 
-def explain_flow(
+def _reuse_all(
     config: Config,
-    *,
-    parameters: Mapping[str, Any] | None = None,
-    steps: Sequence[str] | None = None,
-    start: str | None = None,
-    end: str | None = None,
-    force: bool = False,
-) -> list[StepDecision]:
+    plan: Sequence[Step],
+    decisions: Sequence[StepDecision],
+    record: PendingRecord,
+    cache: StepCache,
+    fail_under: Mapping[str, float],
+    on_step: Callable[[StepResult], None] | None,
+) -> FlowResult:
+    """A flow run in which every step is up to date: its record goes to ``runs/``, not MLflow."""
+    run_dir = config.path(config.flow.runs_dir) / record.run_id
+    result = FlowResult(record.run_id, run_dir, config.tracking_uri, "", "")
+    outcomes: dict[str, Any] = {}
+    for step, decision in zip(plan, decisions, strict=True):
+        assert decision.entry is not None  # noqa: S101 (only called when every step reuses)
+        outcome = _reused_step(config, step, decision.entry)
+        outcome.reason = decision.reason
+        result.steps.append(outcome)
+        tags, params = _reuse_record(step, decision.entry, decision.fingerprint)
+        record.children.append(ChildRecord(step.name, tags, params, time.time_ns() // 1_000_000))
+        outcomes.update(_data_record(step.name, decision.fingerprint, decision.entry))
+        outcomes[f"status.{step.name}"] = outcome.status
+        result.metrics.update(decision.entry.metrics)
+        if on_step:
+            on_step(outcome)
+    cache.save()  # keeps file hashes computed while probing
+    misses = _misses(result.metrics, fail_under)
+    record.params.update(outcomes)
+    record.metrics = dict(result.metrics)
+    record.failed = bool(misses)
+    if misses:
+        record.tags[FAIL_UNDER_TAG] = "missed"
+    record.end_ms = time.time_ns() // 1_000_000
+    result.pending = write_pending(run_dir, record)
+    if misses:
+        raise MetricBelowThreshold(record.run_id, misses, losses=[m for m in misses if is_loss(m)])
+    return result
+
+
+def explain_flow(config: Config, **selection: Unpack[Selection]) -> list[StepDecision]:
     """What ``run_flow`` with the same arguments would run or reuse, and why; runs nothing.
 
     Raises:
         FlowError, ConfigError: as ``run_flow`` would before running anything.
     """
-    plan = plan_steps(config, parameters=parameters, only=steps, start=start, end=end)
+    plan = _plan(config, selection)
     cache = StepCache(config.path(config.flow.runs_dir) / CACHE_FILE)
-    decisions: list[StepDecision] = []
-    ran: set[str] = set()
-    for step in plan:
-        decision = decide_step(config, step, cache, ran=ran, start=start, force=force)
-        if decision.runs:
-            ran.add(step.name)
-        decisions.append(decision)
-    return decisions
+    return _decide(config, plan, cache, selection)
 
 
 def _run_steps(
@@ -284,29 +387,30 @@ def _run_steps(
     plan: Sequence[Step],
     result: FlowResult,
     cache: StepCache,
+    selection: Selection,
     *,
-    start: str | None,
-    force: bool,
     on_step: Callable[[StepResult], None] | None,
 ) -> None:
     ran: set[str] = set()
     record: dict[str, Any] = {}  # logged to the parent run at the end, in one batch
     try:
         for step in plan:
-            decision = decide_step(config, step, cache, ran=ran, start=start, force=force)
-            fingerprint, entry = decision.fingerprint, decision.entry
-            record[f"fingerprint.{step.name}"] = fingerprint
+            decision = _decide_step(config, step, cache, ran, selection)
+            entry = decision.entry
             if entry is not None:
-                outcome = _reuse(config, step, entry, result, fingerprint)
-            else:
-                outcome, entry = _execute(
-                    config, step, result, cache, fingerprint, decision.parts, on_step
+                outcome = _reused_step(config, step, entry)
+                result.steps.append(outcome)
+                tags, params = _reuse_record(step, entry, decision.fingerprint)
+                outcome.mlflow_run_id = tracking.create_step_run(
+                    result.experiment_id, result.mlflow_run_id, step.name, result.run_id, tags
                 )
+                tracking.log_run(outcome.mlflow_run_id, params=params)
+                tracking.end_run(outcome.mlflow_run_id)
+            else:
+                outcome, entry = _execute(config, step, result, cache, decision, on_step)
                 ran.add(step.name)
             outcome.reason = decision.reason
-            # The data versions this run's results stand on, whether made now or reused.
-            record.update({f"data.read.{k}": v for k, v in entry.reads.items()})
-            record.update({f"data.written.{k}": v for k, v in entry.writes.items()})
+            record.update(_data_record(step.name, decision.fingerprint, entry))
             result.metrics.update(entry.metrics)
             if on_step:
                 on_step(outcome)
@@ -316,35 +420,39 @@ def _run_steps(
         tracking.log_run(result.mlflow_run_id, params=record, metrics=result.metrics)
 
 
-def _reuse(
-    config: Config, step: Step, entry: CacheEntry, result: FlowResult, fingerprint: str
-) -> StepResult:
-    """Record an up-to-date step: a FINISHED child run that points at the run it reuses."""
-    old_dir = config.path(config.flow.runs_dir) / entry.run_id
-    child = tracking.create_step_run(
-        result.experiment_id,
-        result.mlflow_run_id,
-        step.name,
-        result.run_id,
-        tags={
-            REUSED_TAG: entry.run_id,
-            "featurepipe.reused_mlflow_run": entry.mlflow_run_id,
-            "featurepipe.fingerprint": fingerprint,
-        },
-    )
+def _data_record(step: str, fingerprint: str, entry: CacheEntry) -> dict[str, Any]:
+    """A step's fingerprint and the data versions its results stand on (made now or reused)."""
+    return {
+        f"fingerprint.{step}": fingerprint,
+        **{f"data.read.{k}": v for k, v in entry.reads.items()},
+        **{f"data.written.{k}": v for k, v in entry.writes.items()},
+    }
+
+
+def _reuse_record(
+    step: Step, entry: CacheEntry, fingerprint: str
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """Tags and parameters of an up-to-date step's child run, which points at the run reused."""
+    tags = {
+        REUSED_TAG: entry.run_id,
+        "featurepipe.reused_mlflow_run": entry.mlflow_run_id,
+        "featurepipe.fingerprint": fingerprint,
+    }
     reads = {f"data.read.{k}": v for k, v in entry.reads.items()}
-    tracking.log_run(child, params={**step.parameters, **reads})
-    tracking.end_run(child)
-    outcome = StepResult(
+    return tags, {**step.parameters, **reads}
+
+
+def _reused_step(config: Config, step: Step, entry: CacheEntry) -> StepResult:
+    """An up-to-date step: the executed notebook and summary of the run it reuses."""
+    old_dir = config.path(config.flow.runs_dir) / entry.run_id
+    return StepResult(
         step.name,
         old_dir / f"{step.name}.ipynb",
-        child,
+        "",
         status="up to date",
         summary=read_step_summary(old_dir, step.name),
         reused_run=entry.run_id,
     )
-    result.steps.append(outcome)
-    return outcome
 
 
 def _execute(
@@ -352,11 +460,12 @@ def _execute(
     step: Step,
     result: FlowResult,
     cache: StepCache,
-    fingerprint: str,
-    parts: Mapping[str, Any],
+    decision: StepDecision,
     on_step: Callable[[StepResult], None] | None,
 ) -> tuple[StepResult, CacheEntry]:
     from .execute import execute_notebook
+
+    fingerprint = decision.fingerprint
 
     child = tracking.create_step_run(
         result.experiment_id,
@@ -411,7 +520,7 @@ def _execute(
         finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
         reads=reads,
         writes=writes,
-        parts=dict(parts),
+        parts=dict(decision.parts),
         metrics=dict(logged.metrics),
     )
     tracking.log_run(child, params={f"data.read.{k}": v for k, v in before_sources.items()})
@@ -435,12 +544,21 @@ def _close(run_id: str, outcome: StepResult, *, failed: bool) -> None:
     tracking.end_run(run_id, failed=failed)
 
 
-def _check_thresholds(result: FlowResult, fail_under: Mapping[str, float]) -> None:
+def is_loss(metric: str) -> bool:
+    """Whether lower is better for a metric: its name ends in a loss or an error.
+
+    ``test_log_loss``, ``brier``, ``val_rmse``, ``mae`` are losses; ``test_roc_auc`` is not.
+    """
+    return metric.lower().endswith(LOSSES)
+
+
+def _misses(
+    metrics: Mapping[str, float], fail_under: Mapping[str, float]
+) -> dict[str, tuple[float | None, float]]:
+    """The metrics that miss their threshold: below it, or above it for a loss."""
     misses: dict[str, tuple[float | None, float]] = {}
     for name, threshold in fail_under.items():
-        value = result.metrics.get(name)
-        if value is None or value < threshold:
+        value = metrics.get(name)
+        if value is None or (value > threshold if is_loss(name) else value < threshold):
             misses[name] = (value, threshold)
-    if misses:
-        tracking.log_run(result.mlflow_run_id, tags={"featurepipe.fail_under": "missed"})
-        raise MetricBelowThreshold(result.run_id, misses)
+    return misses

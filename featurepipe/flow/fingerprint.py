@@ -6,7 +6,8 @@ it reads, and the versions of featurepipe and its libraries. The *data* it reads
 probed separately, because a notebook reports which table versions it read only
 when it runs: the cache keeps those versions with the entry and checks them again.
 
-Data probes are looked up by kind (``source:NAME``, ``table:NAME``); a connector or a
+Data probes are looked up by kind (``source:NAME``, ``table:NAME``, ``model:NAME/ALIAS``
+for the version a registered model's alias points at); a connector or a
 destination adds its own with ``register_source_probe`` / ``register_probe``.
 """
 
@@ -15,7 +16,9 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
+import sqlite3
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import closing
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,7 @@ __all__ = [
     "probe_data",
     "register_probe",
     "register_source_probe",
+    "source_digest",
     "step_fingerprint",
     "table_versions",
 ]
@@ -97,15 +101,19 @@ def files_digest(project_dir: Path, patterns: Iterable[str]) -> dict[str, str]:
     return found
 
 
-@cache
-def _package_source_digest() -> str:
-    # An editable install keeps the version while the code changes: hash the code too.
-    root = Path(__file__).resolve().parent.parent
+def source_digest(root: Path) -> str:
+    """Digest of the Python code below ``root``: each ``*.py`` file's path and bytes."""
     h = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):
         h.update(str(path.relative_to(root)).encode())
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
+
+
+@cache
+def _package_source_digest() -> str:
+    # An editable install keeps the version while the code changes: hash the code too.
+    return source_digest(Path(__file__).resolve().parent.parent)
 
 
 @cache
@@ -218,9 +226,42 @@ def _probe_table(config: Config, name: str, hashes: FileHashes) -> str | None:
     return None if version is None else str(version)
 
 
+def _sqlite_alias(path: Path, model: str, alias: str) -> tuple[bool, str | None]:
+    """(known, version) of an alias read straight from MLflow's sqlite store."""
+    if not path.is_file():
+        return True, None
+    query = "SELECT version FROM registered_model_aliases WHERE name = ? AND alias = ?"
+    try:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+            rows = db.execute(query, (model, alias)).fetchall()
+    except sqlite3.Error:  # a schema this does not know
+        return False, None
+    if len(rows) > 1:  # one row per MLflow workspace: which one is for MLflow to say
+        return False, None
+    return True, str(rows[0][0]) if rows else None
+
+
+def _probe_model(config: Config, name: str, hashes: FileHashes) -> str | None:
+    """The version ``models:/MODEL@ALIAS`` points at (``name`` is ``MODEL/ALIAS``).
+
+    A sqlite store is read directly (one query, where importing MLflow takes a second);
+    any other store, or a sqlite store this cannot read, is asked through MLflow.
+    """
+    model, _, alias = name.rpartition("/")
+    uri = config.tracking_uri
+    if uri.startswith("sqlite:///"):
+        known, version = _sqlite_alias(Path(uri.removeprefix("sqlite:///")), model, alias)
+        if known:
+            return version
+    from ..tracking import alias_version
+
+    return alias_version(uri, model, alias)
+
+
 register_source_probe("file", _probe_file_source)
 register_probe("source", _probe_source)
 register_probe("table", _probe_table)
+register_probe("model", _probe_model)
 
 
 def probe_data(config: Config, names: Iterable[str], hashes: FileHashes) -> dict[str, str | None]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from .. import tracking
 from ..config import Config
 from ..errors import FlowError
+from .pending import log_pending
 
 __all__ = ["Difference", "RunComparison", "compare_runs", "find_run", "list_runs"]
 
@@ -15,6 +16,7 @@ KEY_METRICS = ("test_roc_auc", "test_pr_auc")
 
 
 def _experiment(config: Config) -> str | None:
+    log_pending(config)  # runs that reused every step wrote their record to runs/ only
     return tracking.find_experiment(config.tracking_uri, config.tracking.experiment)
 
 

@@ -8,14 +8,25 @@ decisions are acted on. Real kernels and a real sqlite MLflow store throughout.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
 import pytest
 
+from featurepipe import tracking
 from featurepipe.destinations import DeltaDestination
-from featurepipe.flow import FlowResult, explain_flow, fingerprint, run_flow
+from featurepipe.flow import (
+    REUSED_TAG,
+    FlowResult,
+    explain_flow,
+    fingerprint,
+    log_pending,
+    run_flow,
+)
+from featurepipe.flow.runs import find_run
 
 from .conftest import Tiny
 
@@ -69,10 +80,48 @@ def test_nothing_changed_reuses_every_step_and_links_the_run(ran_once, project: 
     assert _would(project) == NONE
     again = run_flow(project.config)
     assert _statuses(again) == FRESH
+    assert again.mlflow_run_id == "" and again.pending is not None  # logged later
     assert {s.reused_run for s in again.steps} == {first.run_id}
     assert again.steps[1].notebook == first.run_dir / "b_stats.ipynb"
     assert again.steps[1].summary == {"total": 3.0, "shift": 0}
     assert again.metrics == first.metrics == {"total": 3.0}
+
+
+HEAVY = ("mlflow", "sklearn", "great_expectations", "papermill", "nbclient", "nbconvert")
+NO_OP = """
+import sys
+from featurepipe.config import load_config
+from featurepipe.flow import run_flow
+result = run_flow(load_config(sys.argv[1]))
+print(result.pending, *sorted({m.split(".")[0] for m in sys.modules}.intersection(sys.argv[2:])))
+"""
+
+
+def test_a_run_that_reuses_every_step_imports_no_mlflow_and_logs_later(project: Tiny) -> None:
+    """The no-op path stays cheap: its record waits in runs/ until MLflow is next opened."""
+    log_pending(project.config)  # what earlier tests left
+    done = subprocess.run(
+        [sys.executable, "-c", NO_OP, str(project.root), *HEAVY],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    [pending] = done.stdout.split()  # no heavy module was imported
+    record = json.loads(Path(pending).read_text())
+    assert record["params"]["status.b_stats"] == "up to date"
+    assert record["params"]["data.read.table:numbers"] == "0"
+    [logged] = log_pending(project.config)  # what `featurepipe runs` and `ui` do first
+    assert not Path(pending).exists()
+    assert logged == Path(pending).parent.name == record["run_id"]
+    run = find_run(project.config, logged)
+    assert run.status == "FINISHED" and run.start_ms == record["start_ms"]
+    assert run.metrics == {"total": 3.0}
+    assert run.params["status.a_load"] == "up to date"
+    children = tracking.child_runs(run.run_id)
+    assert [c.name for c in children] == ["a_load", "b_stats"]
+    assert {c.tags[REUSED_TAG] for c in children} == {record["children"][0]["tags"][REUSED_TAG]}
+    assert log_pending(project.config) == []
 
 
 def test_a_parameter_reruns_its_step_and_downstream(project: Tiny) -> None:
@@ -127,6 +176,16 @@ def test_other_library_versions_rerun_every_step(
     monkeypatch.setattr(
         fingerprint, "library_versions", lambda: {**real, "polars": real["polars"] + ".post1"}
     )
+    assert _would(project) == BOTH
+    assert _why(project, "a_load").startswith("libraries changed")
+
+
+def test_featurepipe_code_reruns_every_step(project: Tiny, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Editing featurepipe's code cannot happen in a test: its digest lookup is replaced."""
+    real = fingerprint.library_versions()
+    assert _would(project) == NONE  # the same release and code: a hit
+    edited = {**real, "featurepipe": real["featurepipe"].split("+")[0] + "+0123456789abcdef"}
+    monkeypatch.setattr(fingerprint, "library_versions", lambda: edited)
     assert _would(project) == BOTH
     assert _why(project, "a_load").startswith("libraries changed")
 

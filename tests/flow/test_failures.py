@@ -18,10 +18,10 @@ from featurepipe.errors import (
     StepFailed,
     StepTimedOut,
 )
-from featurepipe.flow import run_flow
+from featurepipe.flow import is_loss, run_flow
 
 from ..conftest import run_cli
-from .conftest import Tiny
+from .conftest import FLOW_PARAMS, TOML, Tiny, write_notebook
 
 
 def _flow_runs(root: Path) -> tuple[object, list]:
@@ -68,14 +68,30 @@ def test_a_failed_step_stops_the_flow_and_says_why(
     message = str(caught.value)
     for word in [*words, "step a_load failed", "Hint:", caught.value.notebook]:
         assert word in message, word
+    if mode == "die":  # the hint names the real kernel log, beside the executed notebook
+        [log] = tiny.root.glob("runs/*/a_load.kernel.log")
+        assert f"kernel log {log}," in message
     _assert_stopped_and_recorded(tiny)
 
 
-def test_the_cli_prints_the_failure_and_exits_with_its_code(tiny: Tiny) -> None:
-    result = run_cli("run", "-p", "fail=gate", cwd=tiny.root, timeout=120)
-    assert result.returncode == 3, result.stdout + result.stderr
+CLI_FAILURES = [
+    # fail mode, exit code, what the error names, the hint's start
+    ("error", 1, "ValueError: boom: x has no meaning", "Hint: open the executed notebook"),
+    ("gate", 3, "ValidationFailed: validation failed for table(s) numbers", "Hint: fix the data"),
+]
+
+
+@pytest.mark.parametrize(("mode", "code", "error", "hint"), CLI_FAILURES, ids=["cell", "gate"])
+def test_the_cli_prints_the_failure_and_exits_with_its_code(
+    tiny: Tiny, mode: str, code: int, error: str, hint: str
+) -> None:
+    """The installed `featurepipe` executable, as a shell or a CI job runs it."""
+    result = run_cli("run", "-p", f"fail={mode}", cwd=tiny.root, timeout=120, script=True)
+    assert result.returncode == code, result.stdout + result.stderr
     message = " ".join(result.stderr.split())
-    for word in ["error: step a_load failed in cell", "ValidationFailed", "a_load.ipynb", "Hint:"]:
+    [executed] = tiny.root.glob("runs/*/a_load.ipynb")
+    cell = "step a_load failed in cell 2:"  # parameters, papermill's injected cell, then this
+    for word in [f"error: {cell}", error, f"is at {executed}", hint, "--from a_load"]:
         assert word in message, word
     assert "✘" in result.stdout and "a_load" in result.stdout  # the live progress table
     _assert_stopped_and_recorded(tiny)
@@ -90,7 +106,7 @@ def test_a_metric_below_fail_under_is_exit_6_after_the_flow_ran(tiny: Tiny) -> N
     assert parent.data.tags["featurepipe.fail_under"] == "missed"
     assert {c.info.status for c in children} == {"FINISHED"}
     # the steps themselves succeeded, so the next run reuses them and checks again
-    result = run_cli("run", "--fail-under", "total=3.5", cwd=tiny.root, timeout=120)
+    result = run_cli("run", "--fail-under", "total=3.5", cwd=tiny.root, timeout=120, script=True)
     assert result.returncode == 6, result.stdout + result.stderr
     assert "total = 3, needs >= 3.5" in " ".join(result.stderr.split())
     assert "up to date" in result.stdout
@@ -111,3 +127,35 @@ def test_config_and_usage_errors_are_exit_2_before_anything_runs(tiny: Tiny) -> 
         assert result.returncode == 2, args
         assert words in " ".join(result.stderr.split())
     assert not (tiny.root / "runs").exists()
+
+
+SCORE = (
+    FLOW_PARAMS,
+    """
+import featurepipe as fp
+
+config = fp.load_config(project_dir)
+step = fp.open_step(config, "score", mlflow_run_id)
+fp.finish_step(step, "score", run_dir, {}, metrics={"test_log_loss": 0.4, "test_roc_auc": 0.7})
+""",
+)
+
+
+def test_fail_under_wants_a_loss_at_most_its_threshold(tiny: Tiny) -> None:
+    write_notebook(tiny.root / "notebooks" / "score.ipynb", *SCORE)
+    toml = TOML.format(flow="").replace('["a_load", "b_stats"]', '["score"]')
+    (tiny.root / "featurepipe.toml").write_text(toml)
+    bars = ["--fail-under", "test_roc_auc=0.6", "--fail-under"]
+    result = run_cli("run", *bars, "test_log_loss=0.3", cwd=tiny.root, timeout=120, script=True)
+    assert result.returncode == 6, result.stdout + result.stderr
+    message = " ".join(result.stderr.split())
+    assert "1 metric(s) worse than the threshold: - test_log_loss = 0.4, needs <= 0.3" in message
+    # the same run, reused, with a bar it clears: lower is better for a loss
+    result = run_cli("run", *bars, "test_log_loss=0.5", cwd=tiny.root, timeout=120, script=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "score up to date" in " ".join(result.stdout.split())
+
+
+def test_losses_are_known_by_their_name() -> None:
+    losses = ["test_log_loss", "brier", "val_rmse", "test_mae", "mse", "train_error"]
+    assert [m for m in [*losses, "test_roc_auc", "test_pr_auc", "accuracy"] if is_loss(m)] == losses

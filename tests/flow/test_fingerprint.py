@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import featurepipe
 from featurepipe.config import load_config
-from featurepipe.flow.fingerprint import FileHashes, notebook_digest, probe_data
+from featurepipe.flow.fingerprint import (
+    FileHashes,
+    library_versions,
+    notebook_digest,
+    probe_data,
+    source_digest,
+)
 
 TOML = """
 [sources.events]
@@ -64,3 +71,23 @@ def test_the_notebook_digest_ignores_outputs_and_counts(tmp_path: Path) -> None:
         paths[-1].write_text(text)
     a, b, c = (notebook_digest(p) for p in paths)
     assert a == b != c
+
+
+def test_featurepipe_is_versioned_by_its_release_and_its_code(tmp_path: Path) -> None:
+    """An editable install keeps its version while its code changes: the code is hashed too."""
+    package = Path(featurepipe.__file__).parent
+    assert (
+        library_versions()["featurepipe"] == f"{featurepipe.__version__}+{source_digest(package)}"
+    )
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.py").write_text("x = 1\n")
+    (tmp_path / "sub" / "b.py").write_text("y = 2\n")
+    first = source_digest(tmp_path)
+    (tmp_path / "a.py").write_text("x = 1\n")  # same bytes, new mtime
+    (tmp_path / "notes.md").write_text("not code")
+    assert source_digest(tmp_path) == first
+    (tmp_path / "sub" / "b.py").write_text("y = 3\n")  # an edit deep in the package
+    second = source_digest(tmp_path)
+    assert second != first
+    (tmp_path / "sub" / "b.py").rename(tmp_path / "b.py")  # same code, another module
+    assert source_digest(tmp_path) not in (first, second)

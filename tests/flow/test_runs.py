@@ -41,6 +41,33 @@ def test_runs_lists_and_compare_shows_what_differs(tiny: Tiny) -> None:
     assert "param.b_stats.shift" in out and "total" in out
 
 
+def test_compare_shows_the_data_versions_that_differ(
+    tiny: Tiny, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = run_flow(tiny.config)
+    tiny.source.write_text("t,x\n2019-01-01T00:00:00Z,1\n2019-01-02T00:00:00Z,5\n")
+    second = run_flow(tiny.config)  # a_load reads the new file and rewrites numbers
+    comparison = compare_runs(tiny.config, first.run_id, second.run_id)
+    data = {d.key: (d.a, d.b) for d in comparison.of_kind("data")}
+    assert set(data) == {
+        "data.read.source:numbers",
+        "data.read.table:numbers",
+        "data.written.table:numbers",
+    }
+    assert data["data.read.table:numbers"] == data["data.written.table:numbers"] == ("0", "1")
+    before, after = data["data.read.source:numbers"]
+    assert before != after and after is not None and after.startswith("sha256:")
+    assert not comparison.of_kind("parameter")  # same parameters: only the data moved
+    assert {d.key for d in comparison.of_kind("metric")} == {"total"}
+
+    monkeypatch.setenv("COLUMNS", "200")  # one table row a line
+    result = run_cli("runs", "compare", first.run_id, second.run_id, cwd=tiny.root)
+    assert result.returncode == 0, result.stderr
+    rows = [" ".join(line.replace("│", " ").split()) for line in result.stdout.splitlines()]
+    assert "data data.written.table:numbers 0 1" in rows, result.stdout
+    assert f"data data.read.source:numbers {before} {after}" in rows
+
+
 def test_an_unknown_or_ambiguous_run_is_a_clear_error(tiny: Tiny) -> None:
     run_flow(tiny.config)
     run_flow(tiny.config)
