@@ -42,6 +42,8 @@ _EXPORTS: dict[str, str] = {
     "CONNECTORS": "connectors",
     "StateStore": "state",
     "Ingest": "ingest",
+    "StagedTable": "staging",
+    "stage_table": "staging",
     "TypedTable": "schema",
     "apply_schema": "schema",
     "infer_types": "schema",
@@ -145,6 +147,7 @@ if TYPE_CHECKING:
         infer_types,
         profile_table,
     )
+    from .staging import StagedTable, stage_table
     from .state import StateStore
     from .train import (
         TRUSTED_TYPES,
