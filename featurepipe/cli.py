@@ -277,7 +277,8 @@ def _print_summary(flow: FlowResult, project: Path) -> None:
             t.add_row(*(str(row[c]) for c in columns))
         console.print(t)
     for name, summary in by_name.items():
-        extra = {k: v for k, v in summary.items() if k != "tables"}
+        # scalars only: lists such as 01_ingest's lineage stay in the summary file and MLflow
+        extra = {k: v for k, v in summary.items() if not isinstance(v, list | dict)}
         if extra:
             console.print(
                 f"[bold]{name}[/]: " + ", ".join(f"{k}={_fmt(v)}" for k, v in extra.items())

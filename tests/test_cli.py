@@ -142,13 +142,16 @@ def test_connectors_lists_each_kind_with_stage_and_options(tmp_path, monkeypatch
     assert unknown.returncode == 2 and "no connector 'ftp'" in unknown.stderr
 
 
-def test_the_summary_names_a_ui_command_that_runs_here_and_the_runs_view(
+def test_the_summary_prints_scalars_and_a_ui_command_that_runs_here(
     tmp_path, monkeypatch, capsys
 ) -> None:
     from featurepipe.cli import _print_summary
-    from featurepipe.flow import FlowResult
+    from featurepipe.flow import FlowResult, StepResult
 
-    flow = FlowResult("r1", tmp_path, "sqlite:///mlflow.db", "1", "abc123")
+    lineage = [{"source": "flights", "locations": ["/somewhere/flights.csv.zip"]}]
+    summary = {"lineage": lineage, "quarantined_values": 0}
+    ingest = StepResult("01_ingest", tmp_path / "01_ingest.ipynb", "", summary=summary)
+    flow = FlowResult("r1", tmp_path, "sqlite:///mlflow.db", "1", "abc123", steps=[ingest])
     bin_dir = Path(sys.executable).parent
     monkeypatch.chdir(bin_dir.parent.parent)  # the project holding .venv, as after `make run`
     monkeypatch.setenv("PATH", "/usr/bin:/bin")  # the environment is not activated
@@ -156,6 +159,7 @@ def test_the_summary_names_a_ui_command_that_runs_here_and_the_runs_view(
     out = capsys.readouterr().out.replace("\n", "")
     assert f"{bin_dir.relative_to(Path.cwd()) / 'featurepipe'} ui then" in out
     assert "#/experiments/1/runs/abc123?workflowType=machine_learning" in out
+    assert "01_ingest: quarantined_values=0" in out and "somewhere" not in out  # no raw lists
     monkeypatch.setenv("PATH", str(bin_dir))  # activated: the plain name works
     _print_summary(flow, tmp_path)
     out = capsys.readouterr().out.replace("\n", "")
