@@ -39,6 +39,7 @@ bench: install
 	$(BIN)/python -P bench/sql.py
 	$(BIN)/python -P bench/push.py
 	$(BIN)/python -P bench/schema_typing.py
+	$(BIN)/python -P bench/stream_ingest.py
 	$(BIN)/python bench/model.py
 
 ui: install

@@ -7,9 +7,15 @@ use, so ``import featurepipe`` stays fast and the CLI starts quickly.
 from __future__ import annotations
 
 import importlib
+import warnings
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# MLflow imports tqdm.auto, which in a Jupyter kernel without ipywidgets warns "IProgress not
+# found" into every notebook that logs to MLflow. featurepipe shows no progress widgets; this
+# filter matches that one warning of tqdm.auto and nothing else.
+warnings.filterwarnings("ignore", message="IProgress not found", module="tqdm.auto")
 
 _EXPORTS: dict[str, str] = {
     # configuration
@@ -36,6 +42,8 @@ _EXPORTS: dict[str, str] = {
     "CONNECTORS": "connectors",
     "StateStore": "state",
     "Ingest": "ingest",
+    "StagedTable": "staging",
+    "stage_table": "staging",
     "TypedTable": "schema",
     "apply_schema": "schema",
     "infer_types": "schema",
@@ -139,6 +147,7 @@ if TYPE_CHECKING:
         infer_types,
         profile_table,
     )
+    from .staging import StagedTable, stage_table
     from .state import StateStore
     from .train import (
         TRUSTED_TYPES,

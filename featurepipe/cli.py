@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -292,13 +293,32 @@ def _print_summary(flow: FlowResult, project: Path) -> None:
     console.print(
         f"\nMLflow run [bold]{flow.mlflow_run_id}[/] (experiment {flow.experiment_id}) "
         f"in {flow.tracking_uri}\n"
-        f"Open the MLflow UI: [bold]featurepipe ui --project {project}[/] then "
+        f"Open the MLflow UI: [bold]{_ui_command(project)}[/] then "
         f"http://127.0.0.1:5000/#/experiments/{flow.experiment_id}/runs/{flow.mlflow_run_id}"
+        # MLflow 3 opens in its GenAI view, which hides runs and models without this
+        "?workflowType=machine_learning",
+        highlight=False,
     )
 
 
+def _ui_command(project: Path) -> str:
+    """The `featurepipe ui` command a user can type here: `make run` runs .venv/bin/featurepipe,
+    which is on no PATH unless the environment is activated."""
+    script = Path(sys.executable).parent / "featurepipe"
+    program = "featurepipe"
+    if script.is_file() and shutil.which("featurepipe") != str(script):
+        try:
+            program = str(script.relative_to(Path.cwd()))
+        except ValueError:
+            program = str(script)
+    return program + " ui" + ("" if project == Path(".") else f" --project {project}")
+
+
 def _fmt(value: Any) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
+    """Four decimals for a measure; a count (MLflow keeps every metric as a float) as a count."""
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:.4f}"
+    return str(value)
 
 
 runs_app = typer.Typer(
@@ -385,12 +405,19 @@ def ui(
     except FeaturepipeError as exc:
         raise _fail(exc, exit_code(exc)) from exc
     console.print(f"MLflow UI for {config.tracking_uri} at http://{host}:{port} (Ctrl-C stops it)")
+    # One worker and no job runner: MLflow's defaults start 4 workers and ~7 job consumers
+    # (for GenAI jobs featurepipe never submits), 15 processes that took the UI 39 s to come
+    # up on 2 busy cores against 13 s like this.
     command = [
         sys.executable, "-m", "mlflow", "ui",
         "--backend-store-uri", config.tracking_uri,
-        "--host", host, "--port", str(port),
+        "--host", host, "--port", str(port), "--workers", "1",
     ]  # fmt: skip
-    env = {**os.environ, "MLFLOW_TRACKING_URI": config.tracking_uri}
+    env = {
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        **os.environ,
+        "MLFLOW_TRACKING_URI": config.tracking_uri,
+    }
     try:
         code = subprocess.call(command, cwd=config.project_dir, env=env)  # noqa: S603
     except KeyboardInterrupt:

@@ -407,8 +407,18 @@ def frame_digest(frame: pl.DataFrame) -> str:
 
 
 def model_inputs(frame: pl.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """The pipeline's input: ``columns`` of ``frame`` as pandas, booleans as 0/1 numbers."""
-    selected = frame.select(
-        pl.col(c).cast(pl.Float64) if frame.schema[c] == pl.Boolean else pl.col(c) for c in columns
-    )
-    return selected.to_pandas()
+    """The pipeline's input: ``columns`` of ``frame`` as pandas, in types that never vary.
+
+    Text (and categorical) columns become strings; numbers and booleans (as 0/1) become
+    float64. Otherwise an integer column would reach pandas as ``int`` in rows without a
+    null and as ``float64`` in rows with one, so the model's signature, inferred from a few
+    training rows, would reject prediction rows that hold a null.
+    """
+
+    def typed(column: str) -> pl.Expr:
+        kind = frame.schema[column]
+        if kind in (pl.String, pl.Categorical):
+            return pl.col(column).cast(pl.String)
+        return pl.col(column).cast(pl.Float64)
+
+    return frame.select(typed(c) for c in columns).to_pandas()

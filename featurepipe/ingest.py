@@ -7,12 +7,17 @@ falls between the two, the next run finds the destination a load ahead of the st
 and resumes from the state that load committed, so rows already loaded are not extracted
 again, whatever new data arrived meanwhile. A crash before the load commits leaves both as
 they were: the rows are extracted again, never skipped.
+
+:meth:`Ingest.extract` reads each source whole into memory; :meth:`Ingest.stage` streams
+it instead, batch by batch through typing, cleaning and the per-row expectations, onto
+disk (:mod:`featurepipe.staging`), so a table larger than memory loads in the same one
+transaction once every table passed the gate.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -20,10 +25,17 @@ import polars as pl
 
 from .connectors import Extraction, extract_source
 from .destinations import Destination, LoadResult, open_destination
+from .destinations.base import Rows
+from .destinations.staged import StagedRows
 from .errors import StateError
+from .schema import SchemaStore
+from .staging import StagedTable, stage_table
 from .state import StateStore, decode_state, encode_state
+from .validate import require_valid
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from .config import Config
 
 __all__ = ["COMMITTED_LOAD", "Ingest", "SourcePull", "resume_state"]
@@ -76,6 +88,7 @@ class SourcePull:
         extraction: the pull; ``None`` when this run's load id already loaded the source
             (a rerun of the same run), so there is nothing to pull again.
         frame: the rows extracted, once :meth:`Ingest.extract` ran.
+        staged: the rows typed, checked and staged, once :meth:`Ingest.stage` ran.
         load: the load, once :meth:`Ingest.load` ran.
     """
 
@@ -83,6 +96,7 @@ class SourcePull:
     previous: dict[str, Any]
     extraction: Extraction | None
     frame: pl.DataFrame = field(default_factory=pl.DataFrame)
+    staged: StagedTable | None = None
     load: LoadResult | None = None
 
     def lineage(self) -> dict[str, Any]:
@@ -130,6 +144,91 @@ class Ingest:
         Raises:
             SourceError: a source cannot be read; nothing is committed.
         """
+        for pull in self._start():
+            if pull.extraction is not None:
+                pull.frame = pull.extraction.collect()
+        return {name: pull.frame for name, pull in self.pulls.items() if self._to_load(pull)}
+
+    def stage(
+        self,
+        expectations_dir: str | Path,
+        *,
+        schemas: SchemaStore | None = None,
+        keep: Mapping[str, Callable[[pl.DataFrame], pl.DataFrame]] | None = None,
+        folder: str | Path | None = None,
+        stream: bool = True,
+    ) -> dict[str, StagedTable]:
+        """Pull every source batch by batch (``batch_rows`` of its config), typing,
+        cleaning and checking each batch and staging it on disk; memory holds one batch.
+
+        Load the staged tables only once :meth:`gate` passed.
+
+        Args:
+            expectations_dir: folder holding each table's suite.
+            schemas: the stored schemas (``<state_dir>/_schemas`` by default).
+            keep: per source, a filter applied to each raw batch before typing.
+            folder: where to stage (the system's temporary folder by default).
+            stream: ``False`` reads each source whole into memory and types and checks
+                it in one piece (any expectation allowed), as :meth:`extract` does.
+
+        Returns:
+            The staged tables by source; as :meth:`extract`, an incremental source with
+            nothing new, or one this run's load id already loaded, is left out.
+
+        Raises:
+            SourceError: a source cannot be read; nothing is committed.
+            SchemaError: a batch breaks a ``freeze`` contract.
+            ConfigError: a suite is missing, or needs the whole table at once.
+        """
+        schemas = schemas or SchemaStore(self.config.state_dir / "_schemas")
+        for pull in self._start():
+            if pull.extraction is None:
+                continue
+            source = self.config.sources[pull.name]
+            batches: Iterable[pl.DataFrame] = pull.extraction
+            if not stream:
+                pull.frame = pull.extraction.collect()
+                if not self._to_load(pull):
+                    continue  # nothing new: nothing to check
+                batches = [pull.frame]
+            pull.staged = stage_table(
+                pull.name,
+                batches,
+                expectations_dir,
+                typing=source.typing_options(),
+                stored=schemas.load(pull.name),
+                primary_key=source.primary_key,
+                load_id=self.load_id,
+                keep=(keep or {}).get(pull.name),
+                folder=folder,
+                whole=not stream,
+            )
+            pull.frame = pl.DataFrame()  # staged on disk: not kept in memory as well
+        return {n: p.staged for n, p in self.pulls.items() if p.staged and self._to_load(p)}
+
+    def gate(self) -> None:
+        """Shut the gate if any staged table failed its suite: the staged rows are removed
+        and nothing is loaded.
+
+        Raises:
+            ValidationFailed: with every failed expectation of every table.
+        """
+        staged = [p.staged for p in self.pulls.values() if p.staged is not None]
+        loaded = [p.staged.report for p in self.pulls.values() if p.staged and self._to_load(p)]
+        try:
+            require_valid(loaded)  # a source with nothing new loads nothing: no gate
+        except BaseException:
+            for table in staged:
+                table.close()
+            raise
+
+    def quarantine(self) -> StagedRows:
+        """The quarantined values of every staged table, to load as one table."""
+        parts = [p.staged.quarantine for p in self.pulls.values() if p.staged is not None]
+        return StagedRows.combine("_quarantine", parts)
+
+    def _start(self) -> list[SourcePull]:
+        """Start every source's pull from its resumed state (nothing read yet)."""
         for name in self.names:
             previous = resume_state(self.store, self.destination, name)
             done = previous.get(COMMITTED_LOAD) == self.load_id
@@ -137,21 +236,20 @@ class Ingest:
             if not done:
                 source = self.config.sources[name]
                 extraction = extract_source(name, source, previous, load_id=self.load_id)
-            self.pulls[name] = pull = SourcePull(name, previous, extraction)
-            if extraction is not None:
-                pull.frame = extraction.collect()
-        return {name: pull.frame for name, pull in self.pulls.items() if self._to_load(pull)}
+            self.pulls[name] = SourcePull(name, previous, extraction)
+        return list(self.pulls.values())
 
     def _to_load(self, pull: SourcePull) -> bool:
         if pull.extraction is None:
             return False
         replaced = self.config.sources[pull.name].write_disposition == "replace"
-        return bool(pull.frame.height or replaced)
+        rows = pull.frame.height if pull.staged is None else pull.staged.rows.height
+        return bool(rows or replaced)
 
     def load(
         self,
         name: str,
-        frame: pl.DataFrame,
+        frame: Rows,
         *,
         schema_version: str = "",
         after_load: Callable[[], object] | None = None,
@@ -163,7 +261,7 @@ class Ingest:
 
         Args:
             name: the source.
-            frame: its typed, cleaned and validated rows.
+            frame: its typed, cleaned and validated rows, in memory or staged.
             schema_version: the schema version they follow, recorded in the loads table.
             after_load: called once the load committed and before the state file is
                 written, e.g. to store the schema the load followed.
@@ -194,7 +292,7 @@ class Ingest:
         """Commit the state of the sources that had nothing to load.
 
         Their state may still move (a manifest learns of an empty file); it follows the
-        last load. Call this after every :meth:`load`.
+        last load. Call this after every :meth:`load`; it also removes staged rows.
 
         Returns:
             The sources whose state was committed here.
@@ -209,6 +307,9 @@ class Ingest:
                 state[COMMITTED_LOAD] = previous
             self.store.commit(pull.name, state)
             committed.append(pull.name)
+        for pull in self.pulls.values():  # loaded: the staged files are not needed
+            if pull.staged is not None:
+                pull.staged.close()
         return committed
 
     def lineage(self) -> list[dict[str, Any]]:

@@ -157,17 +157,19 @@ def load_registered_model(
     """
     client = MlflowClient()
     found = _version(client, name, alias, version)
-    folder = tempfile.mkdtemp(prefix="featurepipe-model-")
-    try:
-        local = mlflow.artifacts.download_artifacts(
-            f"models:/{name}/{found.version}", dst_path=folder
-        )
-    except MlflowException as exc:
-        raise ModelError(f"cannot download model {name} v{found.version}: {exc.message}") from exc
-    files = sorted(Path(local).rglob("*.skops"))
-    if not files:
-        raise ModelError(f"registered model {name} v{found.version} holds no .skops file")
-    pipeline = load_model(files[0])
+    with tempfile.TemporaryDirectory(prefix="featurepipe-model-") as folder:
+        try:
+            local = mlflow.artifacts.download_artifacts(
+                f"models:/{name}/{found.version}", dst_path=folder
+            )
+        except MlflowException as exc:
+            raise ModelError(
+                f"cannot download model {name} v{found.version}: {exc.message}"
+            ) from exc
+        files = sorted(Path(local).rglob("*.skops"))
+        if not files:
+            raise ModelError(f"registered model {name} v{found.version} holds no .skops file")
+        pipeline = load_model(files[0])  # read whole: the download can go
     used = None if version is not None else (alias or "champion")
     if used is not None and mlflow.active_run() is not None:
         log_model_read(name, used, int(found.version))  # the flow reruns the step if it moves

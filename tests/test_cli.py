@@ -48,6 +48,20 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _session_commands(session: int) -> list[str]:
+    """The command lines of the live processes in a session (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:  # the process ended meanwhile
+            continue
+        if int(fields[3]) == session and fields[0] != "Z":
+            found.append(cmdline.replace(b"\0", b" ").decode(errors="replace"))
+    return found
+
+
 def test_ui_serves_the_mlflow_ui_on_loopback(project) -> None:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
@@ -71,6 +85,11 @@ def test_ui_serves_the_mlflow_ui_on_loopback(project) -> None:
                 time.sleep(0.5)
         assert body.strip() == b"OK", ui.stdout.read().decode() if ui.poll() is not None else ""
         assert (project / "mlflow.db").is_file()
+        # MLflow starts its job runner before its server answers: by now it would be running
+        commands = _session_commands(ui.pid)
+        assert not [c for c in commands if "mlflow.server.jobs" in c], commands
+        [server] = [c for c in commands if "uvicorn" in c]
+        assert "--workers 1" in server, server
     finally:
         os.killpg(ui.pid, 15)
         ui.wait(timeout=30)
@@ -121,3 +140,23 @@ def test_connectors_lists_each_kind_with_stage_and_options(tmp_path, monkeypatch
     assert 'kind = "sql"' not in http.stdout
     unknown = run_cli("connectors", "ftp", cwd=tmp_path)
     assert unknown.returncode == 2 and "no connector 'ftp'" in unknown.stderr
+
+
+def test_the_summary_names_a_ui_command_that_runs_here_and_the_runs_view(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    from featurepipe.cli import _print_summary
+    from featurepipe.flow import FlowResult
+
+    flow = FlowResult("r1", tmp_path, "sqlite:///mlflow.db", "1", "abc123")
+    bin_dir = Path(sys.executable).parent
+    monkeypatch.chdir(bin_dir.parent.parent)  # the project holding .venv, as after `make run`
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # the environment is not activated
+    _print_summary(flow, Path("."))
+    out = capsys.readouterr().out.replace("\n", "")
+    assert f"{bin_dir.relative_to(Path.cwd()) / 'featurepipe'} ui then" in out
+    assert "#/experiments/1/runs/abc123?workflowType=machine_learning" in out
+    monkeypatch.setenv("PATH", str(bin_dir))  # activated: the plain name works
+    _print_summary(flow, tmp_path)
+    out = capsys.readouterr().out.replace("\n", "")
+    assert f"UI: featurepipe ui --project {tmp_path} then" in out

@@ -9,9 +9,14 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from mlflow.artifacts import download_artifacts
+from mlflow.models import Model, infer_signature
 from mlflow.tracking import MlflowClient
 
+from featurepipe.config import load_config
 from featurepipe.destinations import DeltaDestination
+from featurepipe.features import build_features, describe_features, input_tables, model_inputs
+from featurepipe.warehouse import open_warehouse
 
 from .conftest import copy_project, run_cli
 
@@ -152,6 +157,41 @@ def test_promote_and_predict_commands(finished) -> None:
     assert xmas["time_hour"].min() >= datetime(2013, 12, 24, tzinfo=UTC)
     result = run_cli("predict", "--version", "99", cwd=project)
     assert result.returncode == 1 and "no version 99" in " ".join(result.stderr.split())
+
+
+def test_prediction_features_equal_the_stored_feature_table_and_the_model_signature(
+    finished,
+) -> None:
+    """Skew guard: the features 04_predict computes for December's flights equal the
+    stored `flight_features` rows 03_train reads (values and types), and the model
+    inputs made of them match the registered model's signature."""
+    project, _ = finished
+    config = load_config(project)
+    spec = config.features
+    warehouse = open_warehouse(config)
+    stored = describe_features(warehouse.read(spec.name)[0].collect(), spec)  # as 03_train
+    scoring = build_features(  # as 04_predict
+        {name: warehouse.read(name)[0] for name in input_tables(spec)}, spec,
+        with_target=False, start=config.predict.start, end=config.predict.end,
+    )  # fmt: skip
+    keys = [*spec.keys, spec.event_time]
+    columns = list(dict.fromkeys([*keys, *stored.columns]))
+    assert scoring.columns == stored.columns
+    trained = stored.frame.join(scoring.frame.select(keys), on=keys, how="semi").select(columns)
+    predicted = scoring.frame.join(trained.select(keys), on=keys, how="semi").select(columns)
+    assert trained.height > 25_000  # December's flights with a known outcome
+    assert predicted.schema == trained.schema
+    assert predicted.equals(trained)
+
+    client = _client(project)  # explicit URIs: no global MLflow state for later tests
+    champion = client.get_model_version_by_alias("flights-delay", "champion")
+    folder = client.get_model_version_download_uri("flights-delay", champion.version)
+    signature = Model.load(download_artifacts(artifact_uri=f"{folder}/MLmodel")).signature
+    inputs = model_inputs(predicted.head(100), scoring.columns)
+    assert inputs.dtypes.equals(model_inputs(trained.head(100), stored.columns).dtypes)
+    # names and types in order (whether a column may be null depends on the rows sampled)
+    typed = [(c.name, c.type) for c in infer_signature(inputs).inputs.inputs]
+    assert typed == [(c.name, c.type) for c in signature.inputs.inputs]
 
 
 def test_train_notebook_runs_alone_with_papermill(finished) -> None:

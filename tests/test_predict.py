@@ -6,6 +6,7 @@ from datetime import datetime
 
 import polars as pl
 import pytest
+from mlflow.models import infer_signature
 
 import featurepipe as fp
 from featurepipe.config import Config
@@ -49,3 +50,29 @@ def test_prediction_features_equal_training_features_for_the_same_flights(
     # the rows training excludes (no known outcome) are scored all the same
     assert scoring.frame.height == got.height + cancelled.height
     assert got["origin_dep_delay_2h"].null_count() < got.height * 0.05  # windows are filled
+
+
+def test_model_inputs_keep_their_types_whether_or_not_the_rows_hold_nulls() -> None:
+    """The signature is inferred from a few training rows; prediction rows with a null
+    in an integer or text column must still match it (MLflow rejects int vs float)."""
+    frame = pl.DataFrame(
+        {
+            "seats": pl.Series([150, 200, None], dtype=pl.Int16),
+            "kind": pl.Series(["a", "b", None], dtype=pl.Categorical),
+            "name": ["x", "y", None],
+            "busy": [True, False, None],
+        }
+    )
+    columns = frame.columns
+
+    def types(rows: pl.DataFrame) -> list[tuple[str, object]]:
+        inputs = fp.model_inputs(rows, columns)
+        return [(c.name, c.type) for c in infer_signature(inputs).inputs.inputs]
+
+    assert types(frame.head(2)) == types(frame.tail(2))  # no nulls, then some
+    assert [getattr(t, "name", t) for _, t in types(frame)] == [
+        "double",
+        "string",
+        "string",
+        "double",
+    ]

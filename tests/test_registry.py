@@ -3,6 +3,7 @@ signature and input example, promotion from candidate to champion, and loading."
 
 from __future__ import annotations
 
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 
@@ -72,7 +73,12 @@ def test_promotion_needs_passed_gates_and_a_better_metric(store: MlflowClient) -
         registry.promote(NAME, metric="rmse")
 
 
-def test_registered_model_has_signature_example_and_loads_by_alias_or_version(store) -> None:
+def test_registered_model_has_signature_example_and_loads_by_alias_or_version(
+    store, tmp_path, monkeypatch
+) -> None:
+    downloads = tmp_path / "tmp"
+    downloads.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(downloads))
     version = _train_and_register(10)
     registry.promote(NAME, metric="roc_auc")
     info = mlflow.models.get_model_info(f"models:/{NAME}/{version}")
@@ -83,6 +89,7 @@ def test_registered_model_has_signature_example_and_loads_by_alias_or_version(st
     champion = registry.load_registered_model(NAME)
     exact = registry.load_registered_model(NAME, alias=None, version=version)
     assert (champion.version, exact.version, champion.alias) == (version, version, "champion")
+    assert list(downloads.glob("featurepipe-model-*")) == []  # each load's download is removed
     fs = synthetic(300)
     scoring = type(fs)(fs.frame.drop("late"), ["id"], "at", ["site"], ["rain"], None, 0)
     a = predict_frame(champion.pipeline, scoring, model=NAME, model_version=champion.version)

@@ -1,13 +1,16 @@
-"""Files read in bounded batches through any fsspec file: CSV/TSV (plain or gzip, local or
-remote) with pyarrow's streaming CSV reader, and Parquet one row group at a time.
+"""Files read in bounded batches through any fsspec file: CSV/TSV (plain, gzip or the one
+member of a zip, local or remote) with pyarrow's streaming CSV reader, NDJSON a batch of
+lines at a time, and Parquet one row group at a time.
 
-Memory holds one block of the file (``BLOCK_BYTES`` of CSV, or a Parquet row group) and
-the batch cut from it, never the whole file.
+Memory holds one block of the file (``BLOCK_BYTES`` of CSV, ``batch_rows`` lines of NDJSON,
+or a Parquet row group) and the batch cut from it, never the whole file.
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from typing import IO
 
 import polars as pl
@@ -15,7 +18,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-__all__ = ["BLOCK_BYTES", "csv_encoding_streams", "stream_csv", "stream_parquet"]
+__all__ = ["BLOCK_BYTES", "csv_encoding_streams", "stream_csv", "stream_ndjson", "stream_parquet"]
 
 BLOCK_BYTES = 8 << 20  # CSV bytes parsed at a time
 _ENCODINGS = {"utf8": "utf8", "latin1": "latin1", "cp1252": "cp1252"}  # utf8-lossy: read whole
@@ -32,7 +35,7 @@ def _slices(frame: pl.DataFrame, batch_rows: int) -> Iterator[pl.DataFrame]:
 
 
 def stream_csv(
-    opener: Callable[[], IO[bytes]],
+    opener: Callable[[], AbstractContextManager[IO[bytes]]],
     *,
     separator: str,
     has_header: bool,
@@ -95,3 +98,22 @@ def stream_parquet(handle: IO[bytes], batch_rows: int) -> Iterator[pl.DataFrame]
         yield pl.DataFrame(pl.from_arrow(block))
     if empty:
         yield pl.DataFrame(pl.from_arrow(parquet.schema_arrow.empty_table()))
+
+
+def stream_ndjson(handle: IO[bytes], batch_rows: int) -> Iterator[pl.DataFrame]:
+    """An NDJSON file's records in batches of at most ``batch_rows`` (blank lines skipped);
+    each batch is parsed by polars, so its column types are the batch's own."""
+    lines: list[bytes] = []
+    empty = True
+    for line in handle:
+        if not line.strip():
+            continue
+        lines.append(line if line.endswith(b"\n") else line + b"\n")
+        if len(lines) == batch_rows:
+            empty = False
+            yield pl.read_ndjson(io.BytesIO(b"".join(lines)))
+            lines = []
+    if lines:
+        yield pl.read_ndjson(io.BytesIO(b"".join(lines)))
+    elif empty:
+        yield pl.DataFrame()

@@ -10,11 +10,12 @@ import io
 import logging
 import zipfile
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import IO, Any
 
 import fsspec
 import polars as pl
@@ -26,7 +27,7 @@ from ..errors import SourceError
 from ..schema.text import text_dtype
 from .base import Batch, BatchReader, SourceBase, read_batches
 from .csv_compact import CompactUnavailable, CsvLayout, read_compact
-from .file_streams import csv_encoding_streams, stream_csv, stream_parquet
+from .file_streams import csv_encoding_streams, stream_csv, stream_ndjson, stream_parquet
 
 __all__ = ["Extract", "FileManifest", "FileSource", "ListedFile", "extract_file", "url_filesystem"]
 
@@ -36,8 +37,11 @@ _GLOB_CHARS = frozenset("*?[")
 # s3fs is the optional extra [s3]; fsspec's own message names the package of other schemes.
 _INSTALL_HINT = "install it, for s3:// with: pip install 'featurepipe[s3]'"
 # Polars reads these straight from a local file in bounded batches; pyarrow streams CSV/TSV
-# (gzip too) and Parquet from anywhere else (file_streams.py); the rest are read whole.
+# (gzip and zip too) and Parquet from anywhere else, NDJSON streams by lines
+# (file_streams.py); JSON, Excel and compressed Parquet are read whole.
 _STREAMABLE = frozenset({"csv", "tsv", "ndjson", "parquet"})
+ZIP_READ_WHOLE_BYTES = 128 << 20
+"""A zipped CSV/TSV smaller than this, decompressed, is read whole (faster); larger, streamed."""
 
 
 class FileSource(SourceBase[FileSourceConfig]):
@@ -62,7 +66,7 @@ class FileSource(SourceBase[FileSourceConfig]):
                     yield from self._stream_local(file.url, text)
                 continue
             if self._streams_through_fsspec(file):
-                if manifest.record(file, self._sha256(file) if cfg.incremental else ""):
+                if manifest.record(file, self._digest(file) if cfg.incremental else ""):
                     yield from self._stream_fsspec(file)
                 continue
             data = self._read_bytes(file)
@@ -139,34 +143,65 @@ class FileSource(SourceBase[FileSourceConfig]):
         )
 
     def _streams_through_fsspec(self, file: ListedFile) -> bool:
-        """CSV/TSV plain or gzip (remote, or in another encoding), and remote Parquet."""
+        """CSV/TSV plain, gzip or zipped (remote, or in another encoding), NDJSON however
+        stored, and remote Parquet."""
         cfg, compression = self.config, self._compression(file.url)
         if cfg.format in ("csv", "tsv"):
-            return compression in ("none", "gzip") and csv_encoding_streams(cfg.encoding)
-        return cfg.format == "parquet" and compression == "none"
+            if compression == "zip" and self._zip_size(file) < ZIP_READ_WHOLE_BYTES:
+                return False  # small: read whole, about three times faster than streamed
+            return compression in ("none", "gzip", "zip") and csv_encoding_streams(cfg.encoding)
+        return cfg.format == "ndjson" or (cfg.format == "parquet" and compression == "none")
 
-    def _sha256(self, file: ListedFile) -> str:
-        """The digest of the file's stored bytes, read in chunks."""
+    def _zip_size(self, file: ListedFile) -> int:
+        """The decompressed size of a zip's member (from the zip's directory), 0 when the
+        file is not a readable zip (the read then says why)."""
+        try:
+            with file.fs.open(file.path, "rb") as handle, zipfile.ZipFile(handle) as archive:
+                return sum(i.file_size for i in archive.infolist())
+        except (zipfile.BadZipFile, OSError):
+            return 0
+
+    def _digest(self, file: ListedFile) -> str:
+        """The file's digest for the manifest, read in chunks: of its stored bytes, but of
+        the decompressed content for a zip or NDJSON (as when those were read whole), so
+        manifests written then still match."""
+        decompressed = self._compression(file.url) == "zip" or self.config.format == "ndjson"
         digest = hashlib.sha256()
         try:
-            with file.fs.open(file.path, "rb") as handle:
-                while chunk := handle.read(1 << 20):
+            with self._opener(file)() if decompressed else file.fs.open(file.path, "rb") as f:
+                while chunk := f.read(1 << 20):
                     digest.update(chunk)
+        except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+            raise self._truncated(file.url, exc) from exc
+        except zipfile.BadZipFile as exc:
+            raise self._not_zip(file.url, exc) from exc
         except OSError as exc:
             raise SourceError(f"source {self.name!r}: cannot read {file.url}: {exc}") from exc
         return digest.hexdigest()
 
+    def _opener(self, file: ListedFile) -> Callable[[], AbstractContextManager[IO[bytes]]]:
+        """Opens the file's content, decompressed, from its start."""
+        compression = self._compression(file.url)
+        if compression == "zip":
+            return lambda: self._zip_member(file)
+        gz = "gzip" if compression == "gzip" else None
+        return lambda: file.fs.open(file.path, "rb", compression=gz)
+
+    @contextmanager
+    def _zip_member(self, file: ListedFile) -> Iterator[IO[bytes]]:
+        """The one file inside a zip, decompressed as it is read."""
+        with file.fs.open(file.path, "rb") as handle, zipfile.ZipFile(handle) as archive:
+            with archive.open(self._zip_member_name(file.url, archive)) as member:
+                yield member
+
     def _stream_fsspec(self, file: ListedFile) -> Iterator[Batch]:
         cfg = self.config
-        compression = "gzip" if self._compression(file.url) == "gzip" else None
-
-        def opener() -> Any:
-            return file.fs.open(file.path, "rb", compression=compression)
-
+        opener = self._opener(file)
         try:
-            if cfg.format == "parquet":
+            if cfg.format in ("parquet", "ndjson"):
+                stream = stream_parquet if cfg.format == "parquet" else stream_ndjson
                 with opener() as handle:
-                    for frame in stream_parquet(handle, cfg.batch_rows):
+                    for frame in stream(handle, cfg.batch_rows):
                         yield Batch(frame, file.url)
                 return
             options = self._csv_options()
@@ -182,8 +217,13 @@ class FileSource(SourceBase[FileSourceConfig]):
                 yield Batch(frame, file.url)
         except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
             raise self._truncated(file.url, exc) from exc
+        except zipfile.BadZipFile as exc:
+            raise self._not_zip(file.url, exc) from exc
         except (pa.ArrowException, pl.exceptions.PolarsError, OSError, ValueError) as exc:
             raise self._unreadable(file.url, exc) from exc
+
+    def _not_zip(self, url: str, exc: BaseException) -> SourceError:
+        return SourceError(f"source {self.name!r}: {url} is not a zip file: {exc}")
 
     def _truncated(self, url: str, exc: BaseException) -> SourceError:
         return SourceError(
@@ -204,20 +244,23 @@ class FileSource(SourceBase[FileSourceConfig]):
         except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
             raise self._truncated(file.url, exc) from exc
         except zipfile.BadZipFile as exc:
-            raise SourceError(f"source {self.name!r}: {file.url} is not a zip file: {exc}") from exc
+            raise self._not_zip(file.url, exc) from exc
         except OSError as exc:
             raise SourceError(f"source {self.name!r}: cannot read {file.url}: {exc}") from exc
 
     def _unzip(self, url: str, data: bytes) -> bytes:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            members = [m for m in archive.namelist() if not m.endswith("/")]
-            if len(members) != 1:
-                raise SourceError(
-                    f"source {self.name!r}: {url}: a zipped source must hold exactly one file, "
-                    f"found {len(members)}: {members[:5]}; unzip it and point `path` at the "
-                    "file you want."
-                )
-            return archive.read(members[0])
+            return archive.read(self._zip_member_name(url, archive))
+
+    def _zip_member_name(self, url: str, archive: zipfile.ZipFile) -> str:
+        members = [m for m in archive.namelist() if not m.endswith("/")]
+        if len(members) != 1:
+            raise SourceError(
+                f"source {self.name!r}: {url}: a zipped source must hold exactly one file, "
+                f"found {len(members)}: {members[:5]}; unzip it and point `path` at the "
+                "file you want."
+            )
+        return members[0]
 
     def _csv_options(self) -> dict[str, Any]:
         cfg = self.config

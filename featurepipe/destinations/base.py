@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal, Protocol
@@ -11,6 +11,7 @@ from typing import Literal, Protocol
 import polars as pl
 
 from ..errors import DestinationError
+from .staged import StagedRows
 
 __all__ = [
     "DISPOSITIONS",
@@ -20,6 +21,7 @@ __all__ = [
     "LOAD_ID",
     "CommittedState",
     "Destination",
+    "Rows",
     "Disposition",
     "LoadResult",
     "SchemaMode",
@@ -29,6 +31,7 @@ __all__ = [
     "require_versions",
     "schema_from_bytes",
     "schema_to_bytes",
+    "row_batches",
     "table_not_found",
     "with_lineage",
 ]
@@ -40,6 +43,8 @@ LOADS_TABLE = "_fp_loads"
 Disposition = Literal["append", "replace", "merge"]
 DISPOSITIONS: tuple[str, ...] = ("append", "replace", "merge")
 SchemaMode = Literal["evolve", "freeze"]
+Rows = pl.DataFrame | StagedRows
+"""What a load takes: a frame in memory, or rows staged on disk batch by batch."""
 
 # One row per committed load; written in the load's own transaction (PostgreSQL,
 # SQLite) or right after the data commit (Delta), so it is never ahead of the data.
@@ -102,7 +107,7 @@ class Destination(Protocol):
     def write(
         self,
         table: str,
-        frame: pl.DataFrame,
+        frame: Rows,
         *,
         load_id: str,
         mode: Disposition = "replace",
@@ -119,6 +124,7 @@ class Destination(Protocol):
         ``source_state`` (the source's next state) commits in the same transaction as the
         rows, so a crash before the state file is written loses nothing: the next run
         takes it back with :meth:`committed_state`. ``extracted_at`` goes to the loads table.
+        Staged rows (:class:`StagedRows`) load a file at a time, in the same one transaction.
         """
         ...
 
@@ -202,6 +208,14 @@ def check_load(
         raise DestinationError(
             f"table {table!r}: {nulls} rows have a null in primary key {list(primary_key)}"
         )
+
+
+def row_batches(rows: Rows) -> Iterator[pl.DataFrame]:
+    """A load's rows in batches: a frame as one batch, staged rows a file at a time."""
+    if isinstance(rows, pl.DataFrame):
+        yield rows
+    else:
+        yield from rows.batches()
 
 
 def check_table_name(table: str) -> None:

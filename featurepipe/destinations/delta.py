@@ -14,16 +14,16 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pyarrow as pa
-from deltalake import CommitProperties, DeltaTable, Transaction
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import DeltaError, TableNotFoundError
-from deltalake.transaction import AddAction
+from deltalake.transaction import AddAction, RemoveAction
 
 from ..errors import DestinationError
 from ..schema.mapping import to_destination
@@ -35,10 +35,12 @@ from .base import (
     CommittedState,
     Disposition,
     LoadResult,
+    Rows,
     SchemaMode,
     check_load,
     check_table_name,
     require_versions,
+    row_batches,
     table_not_found,
     with_lineage,
 )
@@ -75,6 +77,27 @@ def _plain(exc: BaseException) -> str:
     delta-rs error chains."""
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
     return re.sub(r"\s*\n\s*", " ", text).strip()
+
+
+def _as_strings(rows: pl.DataFrame) -> pl.DataFrame:
+    """Categoricals as text, as deltalake's writer and merge take them."""
+    return rows.with_columns(pl.col(pl.Categorical, pl.Enum).cast(pl.String))
+
+
+def _arrow_stream(batches: Iterable[pl.DataFrame]) -> pa.RecordBatchReader:
+    """Batches as one Arrow stream (deltalake reads it a batch at a time), in the first
+    batch's Arrow schema."""
+    frames = iter(batches)
+    first = next(frames).to_arrow(compat_level=pl.CompatLevel.oldest())
+
+    def rest() -> Iterator[pa.RecordBatch]:
+        yield from first.to_batches()
+        for rows in frames:
+            yield from (
+                rows.to_arrow(compat_level=pl.CompatLevel.oldest()).cast(first.schema).to_batches()
+            )
+
+    return pa.RecordBatchReader.from_batches(first.schema, rest())
 
 
 def _quote(column: str) -> str:
@@ -175,7 +198,7 @@ class DeltaDestination:
     def write(
         self,
         table: str,
-        frame: pl.DataFrame,
+        frame: Rows,
         *,
         load_id: str,
         mode: Disposition = "replace",
@@ -211,7 +234,8 @@ class DeltaDestination:
             DestinationError: bad options or the write failed; the table is left as it was.
             SchemaError: the schema change is not allowed; nothing was written.
         """
-        check_load(table, frame, mode, primary_key, delete_column)
+        sample = frame if isinstance(frame, pl.DataFrame) else frame.head(0)
+        check_load(table, sample, mode, primary_key, delete_column)
         check_table_name(table)  # the loads table lives beside the tables
         delta = self._open(table)
         app_id = f"featurepipe/{table}/{load_id}"
@@ -222,16 +246,24 @@ class DeltaDestination:
             return LoadResult(table, 0, version, load_id, mode, skipped=True)
 
         current = None if delta is None else self._schema(delta)
-        if current is not None:  # an all-null column takes the stored type
-            nulls = [c for c, t in frame.schema.items() if t == pl.Null and c in current]
-            frame = frame.with_columns(pl.col(c).cast(current[c]) for c in nulls)
-        # categoricals stay dictionaries for Parquet; Delta stores them as strings
-        encoded = to_destination("delta", table, frame, keep_dictionary=True)
-        data = with_lineage(encoded, load_id, dictionary=True)
+        loaded_at = datetime.now(UTC)
         change = SchemaChange()
+
+        def prepare(rows: pl.DataFrame) -> pl.DataFrame:
+            """The rows as Delta stores them, with their lineage."""
+            if current is not None:  # an all-null column takes the stored type
+                nulls = [c for c, t in rows.schema.items() if t == pl.Null and c in current]
+                rows = rows.with_columns(pl.col(c).cast(current[c]) for c in nulls)
+            # categoricals stay dictionaries for Parquet; Delta stores them as strings
+            encoded = to_destination("delta", table, rows, keep_dictionary=True)
+            return cast_columns(
+                table, with_lineage(encoded, load_id, loaded_at, dictionary=True), change.cast
+            )
+
+        stored = _stored(prepare(sample.head(0)), delete_column)
         if current is not None and (mode != "replace" or schema_mode == "freeze"):
-            change = schema_changes(table, current, _stored(data, delete_column), schema_mode)
-            data = cast_columns(table, data, change.cast)
+            change = schema_changes(table, current, stored, schema_mode)
+            stored = _stored(prepare(sample.head(0)), delete_column)  # cast as stored
         added = bool(change.added)
         metadata = {_LOAD_KEY: load_id}
         if extracted_at is not None:
@@ -241,36 +273,36 @@ class DeltaDestination:
         commit = CommitProperties(
             custom_metadata=metadata, app_transactions=[Transaction(app_id=app_id, version=0)]
         )
+        batches = (prepare(rows) for rows in row_batches(frame))
         try:
             if delete_column and delta is None:  # a first merge: nothing to delete yet
-                data = data.filter(~pl.col(delete_column).fill_null(False)).drop(delete_column)
-            if change.widened and delta is not None:
-                strings = data.with_columns(pl.col(pl.Categorical, pl.Enum).cast(pl.String))
+                batches = (
+                    b.filter(~pl.col(delete_column).fill_null(False)).drop(delete_column)
+                    for b in batches
+                )
+            if change.widened and delta is not None:  # rewrites the table: all in memory
+                data = pl.concat(batches, how="vertical_relaxed")
                 merge = (primary_key, delete_column) if mode == "merge" else None
-                self._rewrite(delta, table, strings, change.widened, merge, commit)
+                self._rewrite(delta, table, _as_strings(data), change.widened, merge, commit)
             elif mode == "merge" and delta is not None:
-                strings = data.with_columns(pl.col(pl.Categorical, pl.Enum).cast(pl.String))
+                strings = (_as_strings(b) for b in batches)
                 self._merge(delta, strings, primary_key, delete_column, added, commit)
-            elif (
-                delta is not None
-                and current == _stored(data, delete_column)
-                and isinstance(self.path, Path)
-            ):
-                self._commit_parquet(delta, table, data, mode == "replace", commit)
+            elif delta is not None and current == stored and isinstance(self.path, Path):
+                self._commit_parquet(delta, table, batches, mode == "replace", commit)
             else:
-                strings = data.with_columns(pl.col(pl.Categorical, pl.Enum).cast(pl.String))
                 overwrite = mode == "replace"
                 options: dict[str, Any] = {"commit_properties": commit}
                 if delta is not None and (overwrite or added):
                     options["schema_mode"] = "overwrite" if overwrite else "merge"
-                strings.write_delta(
+                write_deltalake(
                     self.location(table),
+                    _arrow_stream(_as_strings(b) for b in batches),
                     mode="overwrite" if overwrite else "append",
                     storage_options=self.storage_options,
-                    delta_write_options=options,
+                    **options,
                 )
             version = self._open_existing(table).version()
-        except (DeltaError, OSError, pl.exceptions.PolarsError) as exc:
+        except (DeltaError, OSError, pl.exceptions.PolarsError, pa.ArrowException) as exc:
             raise DestinationError(
                 f"table {table!r}: could not write to {self.location(table)}: {_plain(exc)}; "
                 "the table is unchanged. Check that the location is writable, has space and "
@@ -285,26 +317,31 @@ class DeltaDestination:
         self,
         delta: DeltaTable,
         table: str,
-        rows: pl.DataFrame,
+        batches: Iterable[pl.DataFrame],
         overwrite: bool,
         commit: CommitProperties,
     ) -> None:
         """Append to or replace an existing local table whose schema the rows match: polars
-        writes the Parquet file (faster than deltalake's writer), then one Delta commit adds
-        it. A file left by a crash before the commit is not part of the table (vacuum
-        removes it)."""
-        name = f"part-{uuid.uuid4()}-c000.zstd.parquet"
-        file = self.table_path(table) / name
+        writes a Parquet file per batch (faster than deltalake's writer), then one Delta
+        commit adds them all. Files left by a failure or a crash before the commit are not
+        part of the table: they are removed here, or by vacuum after a crash."""
+        adds: list[AddAction | RemoveAction] = []
+        written: list[Path] = []
         try:
-            rows.write_parquet(file)
+            for rows in batches:
+                name = f"part-{uuid.uuid4()}-c000.zstd.parquet"
+                file = self.table_path(table) / name
+                written.append(file)
+                rows.write_parquet(file)
+                stats = json.dumps({"numRecords": rows.height})
+                now = int(time.time() * 1000)
+                adds.append(AddAction(name, file.stat().st_size, {}, now, True, stats))
+            how = "overwrite" if overwrite else "append"
+            delta.create_write_transaction(adds, how, delta.schema(), commit_properties=commit)
         except BaseException:
-            file.unlink(missing_ok=True)  # not committed: nothing refers to it
+            for file in written:  # not committed: nothing refers to them
+                file.unlink(missing_ok=True)
             raise
-        stats = json.dumps({"numRecords": rows.height})
-        add = AddAction(name, file.stat().st_size, {}, int(time.time() * 1000), True, stats)
-        delta.create_write_transaction(
-            [add], "overwrite" if overwrite else "append", delta.schema(), commit_properties=commit
-        )
 
     def _rewrite(
         self,
@@ -341,16 +378,17 @@ class DeltaDestination:
     def _merge(
         self,
         delta: DeltaTable,
-        data: pl.DataFrame,
+        batches: Iterable[pl.DataFrame],
         primary_key: Sequence[str],
         delete_column: str | None,
         merge_schema: bool,
         commit: CommitProperties,
     ) -> None:
+        source = _arrow_stream(batches)
         on = " AND ".join(f"t.{_quote(k)} = s.{_quote(k)}" for k in primary_key)
-        columns = {c: f"s.{_quote(c)}" for c in data.columns if c != delete_column}
+        columns = {c: f"s.{_quote(c)}" for c in source.schema.names if c != delete_column}
         merger = delta.merge(
-            data.to_arrow(compat_level=pl.CompatLevel.oldest()),
+            source,
             predicate=on,
             source_alias="s",
             target_alias="t",

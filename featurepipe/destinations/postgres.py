@@ -11,6 +11,7 @@ not at all; a table's version is the sequence number of its latest load.
 from __future__ import annotations
 
 import io
+import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -31,10 +32,12 @@ from .base import (
     CommittedState,
     Disposition,
     LoadResult,
+    Rows,
     SchemaMode,
     check_load,
     check_table_name,
     require_versions,
+    row_batches,
     schema_from_bytes,
     schema_to_bytes,
     table_not_found,
@@ -211,7 +214,7 @@ class PostgresDestination:
     def write(
         self,
         table: str,
-        frame: pl.DataFrame,
+        frame: Rows,
         *,
         load_id: str,
         mode: Disposition = "replace",
@@ -230,13 +233,11 @@ class PostgresDestination:
                 or the write failed; the destination is unchanged.
             SchemaError: a value or schema change PostgreSQL cannot take; nothing was written.
         """
-        check_load(table, frame, mode, primary_key, delete_column)
+        sample = frame if isinstance(frame, pl.DataFrame) else frame.head(0)
+        check_load(table, sample, mode, primary_key, delete_column)
         check_table_name(table)
-        lineage = with_lineage(frame.head(0), load_id)
+        lineage = with_lineage(sample.head(0), load_id)
         stored = lineage.drop(delete_column) if delete_column else lineage
-        # the lineage columns are filled by their column defaults (the load id set for the
-        # transaction, its start time), so COPY does not carry them on every row
-        encoded = to_destination("postgres", table, frame, keep_dictionary=True)
         with self._connect() as db:
             self._create_meta(db)
             with db.transaction():
@@ -268,10 +269,17 @@ class PostgresDestination:
                 schema, cast = self._prepare_table(
                     db, table, stored.schema, mode, schema_mode, generation
                 )
-                if cast:  # narrower incoming types written in the stored (or widened) type
-                    encoded = to_destination(
-                        "postgres", table, cast_columns(table, frame, cast), keep_dictionary=True
+                # the lineage columns are filled by their column defaults (the load id set
+                # for the transaction, its start time), so COPY does not carry them
+                encoded = (
+                    to_destination(
+                        "postgres",
+                        table,
+                        cast_columns(table, batch, cast) if cast else batch,
+                        keep_dictionary=True,
                     )
+                    for batch in row_batches(frame)
+                )
                 if mode == "merge":
                     self._merge(db, table, encoded, primary_key, delete_column, schema, generation)
                 else:
@@ -448,21 +456,29 @@ class PostgresDestination:
         )
 
     def _copy(
-        self, db: psycopg.Connection[Any], target: sql.Composable, rows: pl.DataFrame
-    ) -> None:
-        columns = sql.SQL(", ").join(sql.Identifier(c) for c in rows.columns)
+        self,
+        db: psycopg.Connection[Any],
+        target: sql.Composable,
+        batches: Iterable[pl.DataFrame],
+    ) -> list[str]:
+        """COPY batches of rows (of the same columns) into ``target``; returns the columns."""
+        batches = iter(batches)
+        first = next(batches)
+        columns = sql.SQL(", ").join(sql.Identifier(c) for c in first.columns)
         statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(target, columns)
         with db.cursor() as cursor, cursor.copy(statement) as copy:
-            for chunk in rows.iter_slices(COPY_ROWS):
-                buffer = io.BytesIO()
-                chunk.write_csv(buffer, include_header=False)
-                copy.write(buffer.getbuffer())
+            for rows in itertools.chain([first], batches):
+                for chunk in rows.iter_slices(COPY_ROWS):
+                    buffer = io.BytesIO()
+                    chunk.write_csv(buffer, include_header=False)
+                    copy.write(buffer.getbuffer())
+        return first.columns
 
     def _merge(
         self,
         db: psycopg.Connection[Any],
         table: str,
-        rows: pl.DataFrame,
+        batches: Iterable[pl.DataFrame],
         primary_key: Sequence[str],
         delete_column: str | None,
         schema: pl.Schema,
@@ -477,7 +493,7 @@ class PostgresDestination:
         flag = sql.Identifier(delete_column) if delete_column else None
         if flag is not None:
             db.execute(sql.SQL("ALTER TABLE {} ADD COLUMN {} boolean").format(staging, flag))
-        self._copy(db, staging, rows)
+        copied = self._copy(db, staging, batches)
         keys = sql.SQL(", ").join(sql.Identifier(k) for k in primary_key)
         index = sql.Identifier(f"_fp_pk_{table}")
         db.execute(
@@ -515,7 +531,7 @@ class PostgresDestination:
                 )
             )
             kept = sql.SQL("s.{} IS NOT TRUE").format(flag)
-        names = [c for c in rows.columns if c != delete_column] + [LOAD_ID, LOADED_AT]
+        names = [c for c in copied if c != delete_column] + [LOAD_ID, LOADED_AT]
         columns = sql.SQL(", ").join(sql.Identifier(c) for c in names)
         updates = sql.SQL(", ").join(
             sql.SQL("{c} = excluded.{c}").format(c=sql.Identifier(c))

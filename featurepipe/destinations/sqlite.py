@@ -25,10 +25,12 @@ from .base import (
     CommittedState,
     Disposition,
     LoadResult,
+    Rows,
     SchemaMode,
     check_load,
     check_table_name,
     require_versions,
+    row_batches,
     schema_from_bytes,
     schema_to_bytes,
     table_not_found,
@@ -179,7 +181,7 @@ class SqliteDestination:
     def write(
         self,
         table: str,
-        frame: pl.DataFrame,
+        frame: Rows,
         *,
         load_id: str,
         mode: Disposition = "replace",
@@ -197,11 +199,12 @@ class SqliteDestination:
             DestinationError: bad options, or the write failed; the database is unchanged.
             SchemaError: a value or schema change SQLite cannot take; nothing was written.
         """
-        check_load(table, frame, mode, primary_key, delete_column)
+        sample = frame if isinstance(frame, pl.DataFrame) else frame.head(0)
+        check_load(table, sample, mode, primary_key, delete_column)
         check_table_name(table)
-        lineage = with_lineage(frame, load_id)
+        loaded_at = datetime.now(UTC)
+        lineage = with_lineage(sample.head(0), load_id, loaded_at)
         stored = lineage.drop(delete_column) if delete_column else lineage
-        encoded = to_destination("sqlite", table, lineage)
         with self._connect(write=True) as db:
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -234,11 +237,14 @@ class SqliteDestination:
                 schema, cast = _prepare_table(
                     db, table, stored.schema, mode, schema_mode, generation
                 )
-                if cast:  # narrower incoming types written in the stored (or widened) type
-                    encoded = to_destination("sqlite", table, cast_columns(table, lineage, cast))
-                if mode == "merge" and start is not None:  # rows it updates or deletes
-                    _keep_superseded(db, table, encoded, primary_key, schema, generation)
-                _insert(db, table, encoded, mode, primary_key, delete_column)
+                for batch in row_batches(frame):
+                    rows = with_lineage(batch, load_id, loaded_at)
+                    if cast:  # narrower incoming types written in the stored (or widened) type
+                        rows = cast_columns(table, rows, cast)
+                    encoded = to_destination("sqlite", table, rows)
+                    if mode == "merge" and start is not None:  # rows it updates or deletes
+                        _keep_superseded(db, table, encoded, primary_key, schema, generation)
+                    _insert(db, table, encoded, mode, primary_key, delete_column)
                 db.execute(
                     f"INSERT INTO {TABLES_TABLE} AS t VALUES (?, ?, ?) ON CONFLICT (table_name) "
                     "DO UPDATE SET schema = excluded.schema, "

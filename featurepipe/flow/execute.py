@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import sys
 import threading
@@ -162,11 +163,17 @@ def execute_notebook(
             ) from exc
 
 
+# nbconvert warns "Alternative text is missing on N image(s)" for every plot a notebook shows,
+# at the end of each flow run; its exporter logs here, where only errors are reported.
+_HTML_LOG = logging.getLogger("featurepipe.flow.html")
+_HTML_LOG.setLevel(logging.ERROR)
+
+
 def export_html(notebook: Path) -> Path:
     """Write ``<notebook>.html`` beside an executed notebook (nbconvert's lab template)."""
     from nbconvert import HTMLExporter
 
-    body, _ = HTMLExporter().from_filename(str(notebook))
+    body, _ = HTMLExporter(log=_HTML_LOG).from_filename(str(notebook))
     target = notebook.with_suffix(".html")
     target.write_text(body, encoding="utf-8")
     return target

@@ -9,7 +9,9 @@ import json
 import logging
 import os
 import secrets
-from collections.abc import Iterator
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
 from urllib.parse import quote
 
@@ -66,6 +68,7 @@ def test_database_passwords_appear_nowhere_a_run_writes(
     users: dict[str, tuple[str, str]],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    mlflow_store: Callable[[Path], Path],
 ) -> None:
     tables = {}
     for key, db, grant in (
@@ -76,7 +79,7 @@ def test_database_passwords_appear_nowhere_a_run_writes(
         db.execute(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, amount INTEGER)")
         db.execute(f"INSERT INTO {table} VALUES (%s, %s)", [(i, i) for i in range(1, 51)])
         db.execute(grant.format(t=table, u=users[key][0]))
-    project = copy_project(tmp_path / "p")
+    project = mlflow_store(copy_project(tmp_path / "p"))
     toml = project / "featurepipe.toml"
     text = toml.read_text()
     start, end = text.index("# ---- sources"), text.index("# ---- features")
@@ -102,7 +105,9 @@ table = "{tables["my"]}"
     good = run_cli("-v", "run", "--step", "01_ingest", cwd=project)
     assert good.returncode == 0, good.stderr + good.stdout
     assert fp.read_table("orders_my", project=project).height == 50
-    assert (project / "mlflow.db").is_file() and list((project / "runs").rglob("*.ipynb"))
+    with closing(sqlite3.connect(project / "mlflow.db")) as db:  # the scan below reads it
+        assert db.execute("SELECT count(*) FROM runs").fetchone()[0] > 0
+    assert list((project / "runs").rglob("*.ipynb"))
 
     wrong = f"wrong-{secrets.token_hex(10)}"
     monkeypatch.setenv("FP_TEST_MY_PASSWORD", wrong)

@@ -3,7 +3,7 @@ kernel: the rerun loads every row exactly once, even though new rows arrived mea
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -63,7 +63,11 @@ def _ingest(config: fp.Config, monkeypatch: pytest.MonkeyPatch, *, crash: bool) 
 
 
 def test_crash_after_the_load_commit_neither_duplicates_nor_misses(
-    postgres: Database, destination_toml: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    postgres: Database,
+    destination_toml: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    mlflow_store: Callable[[Path], Path],
 ) -> None:
     table = postgres.table("orders")
     postgres.execute(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, updated_at TIMESTAMPTZ)")
@@ -73,7 +77,7 @@ def test_crash_after_the_load_commit_neither_duplicates_nor_misses(
         at = t0 + timedelta(minutes=minutes)
         postgres.execute(f"INSERT INTO {table} VALUES (%s, %s)", [(i, at) for i in ids])
 
-    project = _pull_project(tmp_path / "p", postgres.url, table)
+    project = mlflow_store(_pull_project(tmp_path / "p", postgres.url, table))
     toml = project / "featurepipe.toml"
     text = toml.read_text().replace('write_disposition = "merge"', 'write_disposition = "append"')
     start, end = text.index("[destination]"), text.index("[tracking]")

@@ -4,15 +4,17 @@ validated by Great Expectations and loaded into Delta."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import polars as pl
 import pytest
 
 import featurepipe as fp
+from featurepipe.errors import GateFailed
+from featurepipe.flow import run_flow
 
-from ..conftest import copy_project, run_cli
+from ..conftest import copy_project
 from .http_api import Api
 from .push_support import serve_in_thread
 
@@ -32,10 +34,11 @@ def _project(root: Path, sources: str, suites: dict[str, list[dict]]) -> Path:
     return project
 
 
-def _ingest(project: Path) -> str:
-    result = run_cli("run", "--step", "01_ingest", "--project", str(project), cwd=project)
-    assert result.returncode == 0, result.stderr + result.stdout
-    return result.stdout
+def _ingest(project: Path) -> None:
+    """Run the 01_ingest step, in this process: the CLI around it (tested in test_cli and
+    test_ingest_pull) would cost a Python start and its imports. The notebook runs in a
+    real kernel."""
+    run_flow(fp.load_config(project), steps=["01_ingest"])
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +49,7 @@ def api() -> Iterator[tuple[Api, str]]:
 
 
 def test_http_source_with_nested_columns_is_validated_and_loaded(
-    api: tuple[Api, str], tmp_path: Path
+    api: tuple[Api, str], tmp_path: Path, mlflow_store: Callable[[Path], Path]
 ) -> None:
     served, url = api
     sources = f"""[sources.items]
@@ -62,7 +65,7 @@ columns = {{ updated = "local_datetime" }}  # no zone in the data
         {"type": "expect_column_values_to_be_unique", "kwargs": {"column": "id"}},
         {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "geo"}},
     ]
-    project = _project(tmp_path / "p", sources, {"items": expectations})
+    project = mlflow_store(_project(tmp_path / "p", sources, {"items": expectations}))
     _ingest(project)
     items = fp.read_table("items", project=project).sort("id")
     assert items.height == len(served.records) == items["id"].n_unique()
@@ -76,13 +79,15 @@ columns = {{ updated = "local_datetime" }}  # no zone in the data
     assert row["tags"] == record["tags"]
 
     failing = [{"type": "expect_column_values_to_be_null", "kwargs": {"column": "geo"}}]
-    gated = _project(tmp_path / "gated", sources, {"items": failing})
-    result = run_cli("run", "--step", "01_ingest", "--project", str(gated), cwd=gated)
-    assert result.returncode != 0  # the gate looked at the nested column, nothing loaded
+    gated = mlflow_store(_project(tmp_path / "gated", sources, {"items": failing}))
+    with pytest.raises(GateFailed):  # the gate looked at the nested column, nothing loaded
+        _ingest(gated)
     assert not (gated / "warehouse" / "items").exists()
 
 
-def test_incremental_file_source_second_run_loads_only_the_new_file(tmp_path: Path) -> None:
+def test_incremental_file_source_second_run_loads_only_the_new_file(
+    tmp_path: Path, mlflow_store: Callable[[Path], Path]
+) -> None:
     sources = """[sources.drops]
 path = "landing/*.csv"
 incremental = true
@@ -90,7 +95,7 @@ write_disposition = "append"
 primary_key = ["id"]
 """
     expectations = [{"type": "expect_column_values_to_be_unique", "kwargs": {"column": "id"}}]
-    project = _project(tmp_path / "p", sources, {"drops": expectations})
+    project = mlflow_store(_project(tmp_path / "p", sources, {"drops": expectations}))
     landing = project / "landing"
     landing.mkdir()
     pl.DataFrame({"id": range(0, 500), "amount": [i * 0.5 for i in range(500)]}).write_csv(

@@ -35,6 +35,10 @@ def test_runs_lists_and_compare_shows_what_differs(tiny: Tiny) -> None:
     assert result.returncode == 0, result.stderr
     assert first.run_id in result.stdout and second.run_id in result.stdout
     assert "1/2" in result.stdout and "2/2" in result.stdout  # steps run of the steps
+    result = run_cli("runs", "-m", "total", cwd=tiny.root)
+    assert result.returncode == 0, result.stderr
+    totals = [line.split()[-2] for line in result.stdout.splitlines() if "FINISHED" in line]
+    assert sorted(totals) == ["3", "5"], result.stdout  # counts as counts, not 3.0000
     result = run_cli("runs", "compare", first.run_id, second.run_id[:-3], cwd=tiny.root)
     assert result.returncode == 0, result.stderr
     out = " ".join(result.stdout.split())

@@ -1,0 +1,168 @@
+"""Rows staged on local disk for one load: Parquet files written batch by batch while they
+are typed and checked, loaded in one destination transaction once the gate opens.
+
+A table larger than memory goes through a load this way: memory holds one batch while
+staging and one file while loading. Until the load commits, the rows exist only in the
+staging folder, so a failed gate (or a crash) leaves the destination untouched.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import weakref
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import polars as pl
+
+from ..errors import DestinationError
+
+__all__ = ["StagedRows"]
+
+_POSITION = "_fp_position"
+
+
+class StagedRows:
+    """A load's rows, spooled to Parquet files in a temporary folder, a batch per file.
+
+    Batches may differ in column types (a later batch widened a column): :attr:`schema`
+    holds each column's type in the latest batch that has it, and every file is read back
+    cast to it. Rows of an earlier batch whose primary key a later batch repeats are dropped
+    by :meth:`drop_superseded`, as ``clean_table`` keeps the last row of a key.
+
+    Args:
+        table: the table the rows load into, for messages.
+        folder: where the files go (a new temporary folder by default); removed by
+            :meth:`close`.
+    """
+
+    def __init__(self, table: str, folder: str | Path | None = None) -> None:
+        self.table = table
+        self.folder = Path(tempfile.mkdtemp(prefix=f"featurepipe-{table}-", dir=folder))
+        # removed by close(), or when the rows are dropped (a failed gate, an interrupted run)
+        self._remove = weakref.finalize(self, shutil.rmtree, str(self.folder), True)
+        self.files: list[Path] = []
+        self.schema = pl.Schema()
+        self._dropped: dict[int, pl.Series] = {}
+        self._heights: list[int] = []
+
+    def add(self, frame: pl.DataFrame) -> None:
+        """Spool one batch (empty batches keep their columns: a table of no rows)."""
+        path = self.folder / f"part-{len(self.files):06d}.parquet"
+        try:
+            frame.write_parquet(path, compression="lz4")
+        except OSError as exc:
+            raise DestinationError(
+                f"table {self.table!r}: cannot stage rows in {self.folder}: {exc}; free "
+                "disk space there (or set TMPDIR to a larger disk) and run again."
+            ) from exc
+        self.files.append(path)
+        self._heights.append(frame.height)
+        # a later batch's type is the wider one; an all-null batch column keeps the known type
+        known = self.schema
+        self.schema = pl.Schema(
+            {**known, **{c: t for c, t in frame.schema.items() if t != pl.Null or c not in known}}
+        )
+
+    @property
+    def height(self) -> int:
+        """Rows staged and not dropped."""
+        return sum(self._heights) - sum(len(d) for d in self._dropped.values())
+
+    def drop_superseded(self, primary_key: Sequence[str]) -> int:
+        """Drop each row whose key a later batch repeats (the last row of a key is kept).
+
+        Only the key columns of the staged files are read, once.
+
+        Returns:
+            The rows dropped.
+        """
+        if not primary_key or len(self.files) < 2:
+            return 0
+        keys = pl.concat(
+            [
+                pl.read_parquet(path, columns=list(primary_key))
+                .with_row_index(_POSITION)
+                .with_columns(pl.lit(i, pl.UInt32).alias("_fp_file"))
+                for i, path in enumerate(self.files)
+            ],
+            how="vertical_relaxed",
+        )
+        later = keys.filter(pl.struct(primary_key).is_duplicated()).filter(
+            pl.struct(primary_key).is_last_distinct().not_()
+        )
+        for (file,), rows in later.group_by("_fp_file"):
+            positions = rows[_POSITION]
+            previous = self._dropped.get(int(file))
+            if previous is not None:
+                positions = pl.concat([previous, positions]).unique()
+            self._dropped[int(file)] = positions
+        return later.height
+
+    def batches(self) -> Iterator[pl.DataFrame]:
+        """The staged rows a file at a time, in the final schema, dropped rows left out
+        (no file: one empty batch of the schema's columns)."""
+        if not self.files:
+            yield self.schema.to_frame()
+        for i in range(len(self.files)):
+            yield self._read(i)
+
+    def columns(self, names: Sequence[str]) -> pl.DataFrame:
+        """Some columns of every staged row (dropped rows left out), e.g. to check keys."""
+        schema = pl.Schema({c: self.schema[c] for c in names})
+        frames = [self._read(i, schema) for i in range(len(self.files))]
+        return pl.concat(frames) if frames else schema.to_frame()
+
+    def _read(self, index: int, schema: pl.Schema | None = None) -> pl.DataFrame:
+        schema = schema or self.schema
+        present = pl.read_parquet_schema(self.files[index])
+        frame = pl.read_parquet(self.files[index], columns=[c for c in schema if c in present])
+        dropped = self._dropped.get(index)
+        if dropped is not None:
+            keep = pl.int_range(pl.len(), dtype=pl.UInt32).is_in(dropped.implode()).not_()
+            frame = frame.filter(keep)
+        return frame.select(
+            (pl.col(c) if c in frame.columns else pl.lit(None)).cast(t).alias(c)
+            for c, t in schema.items()
+        )
+
+    def head(self, n: int = 0) -> pl.DataFrame:
+        """The first ``n`` rows (none by default: the columns and types only)."""
+        frames, rows = [self.schema.to_frame()], 0
+        for batch in self.batches() if n else ():
+            frames.append(batch.head(n - rows))
+            rows += frames[-1].height
+            if rows >= n:
+                break
+        return pl.concat(frames)
+
+    def collect(self) -> pl.DataFrame:
+        """Every staged row in one frame (for tests and small tables)."""
+        frames = list(self.batches())
+        return pl.concat(frames) if frames else self.schema.to_frame()
+
+    @classmethod
+    def combine(cls, table: str, parts: Iterable[StagedRows]) -> StagedRows:
+        """Staged rows of several parts (of one schema) loaded as one; they must stay open
+        until it is loaded."""
+        combined = cls(table)
+        for part in parts:
+            for index in range(len(part.files)):
+                frame_dropped = part._dropped.get(index)
+                if frame_dropped is not None:
+                    combined._dropped[len(combined.files)] = frame_dropped
+                combined.files.append(part.files[index])
+                combined._heights.append(part._heights[index])
+            combined.schema = pl.Schema({**combined.schema, **part.schema})
+        return combined
+
+    def close(self) -> None:
+        """Remove the staging folder."""
+        self._remove()
+
+    def __enter__(self) -> StagedRows:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
