@@ -210,12 +210,17 @@ def check_load(
         )
 
 
-def row_batches(rows: Rows) -> Iterator[pl.DataFrame]:
-    """A load's rows in batches: a frame as one batch, staged rows a file at a time."""
+def row_batches(rows: Rows) -> Iterator[tuple[int | None, pl.DataFrame]]:
+    """A load's rows in batches: a frame as one batch, staged rows a file at a time; each
+    with the rows before it (``None`` for a frame: not a batch of a larger load), for
+    ``to_destination``'s ``batch_start``."""
     if isinstance(rows, pl.DataFrame):
-        yield rows
-    else:
-        yield from rows.batches()
+        yield None, rows
+        return
+    start = 0
+    for batch in rows.batches():
+        yield start, batch
+        start += batch.height
 
 
 def check_table_name(table: str) -> None:

@@ -249,13 +249,13 @@ class DeltaDestination:
         loaded_at = datetime.now(UTC)
         change = SchemaChange()
 
-        def prepare(rows: pl.DataFrame) -> pl.DataFrame:
+        def prepare(rows: pl.DataFrame, first: int | None = None) -> pl.DataFrame:
             """The rows as Delta stores them, with their lineage."""
             if current is not None:  # an all-null column takes the stored type
                 nulls = [c for c, t in rows.schema.items() if t == pl.Null and c in current]
                 rows = rows.with_columns(pl.col(c).cast(current[c]) for c in nulls)
             # categoricals stay dictionaries for Parquet; Delta stores them as strings
-            encoded = to_destination("delta", table, rows, keep_dictionary=True)
+            encoded = to_destination("delta", table, rows, keep_dictionary=True, batch_start=first)
             return cast_columns(
                 table, with_lineage(encoded, load_id, loaded_at, dictionary=True), change.cast
             )
@@ -273,7 +273,7 @@ class DeltaDestination:
         commit = CommitProperties(
             custom_metadata=metadata, app_transactions=[Transaction(app_id=app_id, version=0)]
         )
-        batches = (prepare(rows) for rows in row_batches(frame))
+        batches = (prepare(rows, first) for first, rows in row_batches(frame))
         try:
             if delete_column and delta is None:  # a first merge: nothing to delete yet
                 batches = (

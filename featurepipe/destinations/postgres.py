@@ -277,8 +277,9 @@ class PostgresDestination:
                         table,
                         cast_columns(table, batch, cast) if cast else batch,
                         keep_dictionary=True,
+                        batch_start=first,
                     )
-                    for batch in row_batches(frame)
+                    for first, batch in row_batches(frame)
                 )
                 if mode == "merge":
                     self._merge(db, table, encoded, primary_key, delete_column, schema, generation)

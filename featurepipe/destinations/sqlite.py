@@ -237,11 +237,11 @@ class SqliteDestination:
                 schema, cast = _prepare_table(
                     db, table, stored.schema, mode, schema_mode, generation
                 )
-                for batch in row_batches(frame):
+                for first, batch in row_batches(frame):
                     rows = with_lineage(batch, load_id, loaded_at)
                     if cast:  # narrower incoming types written in the stored (or widened) type
                         rows = cast_columns(table, rows, cast)
-                    encoded = to_destination("sqlite", table, rows)
+                    encoded = to_destination("sqlite", table, rows, batch_start=first)
                     if mode == "merge" and start is not None:  # rows it updates or deletes
                         _keep_superseded(db, table, encoded, primary_key, schema, generation)
                     _insert(db, table, encoded, mode, primary_key, delete_column)

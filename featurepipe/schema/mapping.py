@@ -308,7 +308,12 @@ def _encode(destination: str, column: str, dtype: pl.DataType) -> pl.Expr | None
 
 
 def to_destination(
-    destination: str, table: str, frame: pl.DataFrame, *, keep_dictionary: bool = False
+    destination: str,
+    table: str,
+    frame: pl.DataFrame,
+    *,
+    keep_dictionary: bool = False,
+    batch_start: int | None = None,
 ) -> pl.DataFrame:
     """Transform a frame into the types a destination stores, refusing lossy values.
 
@@ -318,6 +323,8 @@ def to_destination(
         frame: the rows to load.
         keep_dictionary: leave categorical columns as they are, for a writer that stores
             them as dictionary-encoded text (Parquet).
+        batch_start: the rows of the load before this frame, when it is one batch of a
+            larger load, so that the error numbers rows in the whole load.
 
     Returns:
         The frame with every column in a type the destination holds.
@@ -347,9 +354,11 @@ def to_destination(
             if count:
                 column, reason = key.split("\0")[0], checks[key][1]
                 first = frame.select(checks[key][0].fill_null(False).arg_max()).item()
+                where = "" if batch_start is None else f" in the batch from row {batch_start + 1}"
                 raise SchemaError(
-                    f"table {table!r}, column {column!r}: {count} values cannot be stored in "
-                    f"{destination} ({reason}; first at row {first + 1}); nothing was written. "
+                    f"table {table!r}, column {column!r}: {count} values{where} cannot be stored "
+                    f"in {destination} ({reason}; first at row {(batch_start or 0) + first + 1}); "
+                    "nothing was written. "
                     "Transform the column before loading (see docs/types.md)."
                 )
     return frame.with_columns(encoded) if encoded else frame
