@@ -144,9 +144,10 @@ class StagedRows:
 
     @classmethod
     def combine(cls, table: str, parts: Iterable[StagedRows]) -> StagedRows:
-        """Staged rows of several parts (of one schema) loaded as one; they must stay open
-        until it is loaded."""
+        """Staged rows of several parts (of one schema) loaded as one, without copying:
+        the parts must stay open until it is loaded, and nothing can be added to it."""
         combined = cls(table)
+        combined.close()  # it holds no file of its own: no folder to leave behind
         for part in parts:
             for index in range(len(part.files)):
                 frame_dropped = part._dropped.get(index)

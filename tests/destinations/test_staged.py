@@ -44,6 +44,10 @@ def test_staged_rows_read_back_in_the_widest_type_with_superseded_keys_dropped(
         assert staged.height == 5
         assert staged.collect().sort("k").equals(WHOLE.sort("k"))
         assert staged.columns(["k"])["k"].sort().to_list() == [1, 2, 3, 4, 5]
+        with _staged(tmp_path, BATCHES[:1]) as other:
+            combined = StagedRows.combine("all", [staged, other])
+            assert not combined.folder.exists()  # reads the parts' files, has none of its own
+            assert combined.height == 7 and combined.collect()["k"].to_list()[-2:] == [1, 2]
         folder = staged.folder
     assert not folder.exists()
 
