@@ -91,6 +91,13 @@ def test_ingest_pulls_only_new_rows_and_commits_state_after_the_load(
     assert loaded.height == 2_050 and loaded.filter(loaded["amount"] == -1).height == 10
     committed = state_file.read_text()
 
+    # nothing new: the source extracts no rows, loads nothing and keeps its state
+    idle = run_flow(fp.load_config(project), steps=["01_ingest"], force=True)
+    assert [s.status for s in idle.steps] == ["finished"]
+    assert fp.read_table("orders", project=project).height == 2_050
+    assert json.loads(state_file.read_text())["cursor"] == json.loads(committed)["cursor"]
+    committed = state_file.read_text()
+
     postgres.execute(f"ALTER TABLE {table} RENAME TO {table}_gone")
     postgres.tables.append(f"{table}_gone")
     broken = run_cli("run", "--step", "01_ingest", "--project", str(project), cwd=project)
