@@ -27,7 +27,13 @@ from ..errors import SourceError
 from ..schema.text import text_dtype
 from .base import Batch, BatchReader, SourceBase, read_batches
 from .csv_compact import CompactUnavailable, CsvLayout, read_compact
-from .file_streams import csv_encoding_streams, stream_csv, stream_ndjson, stream_parquet
+from .file_streams import (
+    csv_encoding_streams,
+    read_csv_chunks,
+    stream_csv,
+    stream_ndjson,
+    stream_parquet,
+)
 
 __all__ = ["Extract", "FileManifest", "FileSource", "ListedFile", "extract_file", "url_filesystem"]
 
@@ -36,9 +42,9 @@ log = logging.getLogger(__name__)
 _GLOB_CHARS = frozenset("*?[")
 # s3fs is the optional extra [s3]; fsspec's own message names the package of other schemes.
 _INSTALL_HINT = "install it, for s3:// with: pip install 'featurepipe[s3]'"
-# Polars reads these straight from a local file in bounded batches; pyarrow streams CSV/TSV
-# (gzip and zip too) and Parquet from anywhere else, NDJSON streams by lines
-# (file_streams.py); JSON, Excel and compressed Parquet are read whole.
+# polars reads a local CSV/TSV a chunk at a time and local NDJSON and Parquet in batches;
+# pyarrow streams other CSV/TSV (gzip and zip too) and remote Parquet, NDJSON streams by
+# lines (file_streams.py); JSON, Excel and compressed Parquet are read whole.
 _STREAMABLE = frozenset({"csv", "tsv", "ndjson", "parquet"})
 ZIP_READ_WHOLE_BYTES = 128 << 20
 """A zipped CSV/TSV smaller than this, decompressed, is read whole (faster); larger, streamed."""
@@ -204,16 +210,7 @@ class FileSource(SourceBase[FileSourceConfig]):
                     for frame in stream(handle, cfg.batch_rows):
                         yield Batch(frame, file.url)
                 return
-            options = self._csv_options()
-            frames = stream_csv(
-                opener,
-                separator=options["separator"],
-                has_header=cfg.has_header,
-                skip_rows=cfg.skip_rows,
-                encoding=cfg.encoding,
-                batch_rows=cfg.batch_rows,
-            )
-            for frame in frames:
+            for frame in self._stream_csv(opener):
                 yield Batch(frame, file.url)
         except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
             raise self._truncated(file.url, exc) from exc
@@ -221,6 +218,19 @@ class FileSource(SourceBase[FileSourceConfig]):
             raise self._not_zip(file.url, exc) from exc
         except (pa.ArrowException, pl.exceptions.PolarsError, OSError, ValueError) as exc:
             raise self._unreadable(file.url, exc) from exc
+
+    def _stream_csv(
+        self, opener: Callable[[], AbstractContextManager[IO[bytes]]]
+    ) -> Iterator[pl.DataFrame]:
+        cfg = self.config
+        return stream_csv(
+            opener,
+            separator=self._csv_options()["separator"],
+            has_header=cfg.has_header,
+            skip_rows=cfg.skip_rows,
+            encoding=cfg.encoding,
+            batch_rows=cfg.batch_rows,
+        )
 
     def _not_zip(self, url: str, exc: BaseException) -> SourceError:
         return SourceError(f"source {self.name!r}: {url} is not a zip file: {exc}")
@@ -302,12 +312,14 @@ class FileSource(SourceBase[FileSourceConfig]):
                     yield from read_batches(frame, url, cfg.batch_rows)
                     return
             if cfg.format in ("csv", "tsv"):
-                options = self._csv_options()
-                if cfg.compact:
-                    names = pl.scan_csv(path, glob=False, **options).collect_schema().names()
-                    options["schema_overrides"] = self._as_text(names, text)
-                lazy = pl.scan_csv(path, glob=False, **options)
-            elif cfg.format == "ndjson":
+                # not scan_csv(...).collect_batches(): it parses ahead of a slower consumer
+                with open(path, "rb") as handle:
+                    for frame in read_csv_chunks(handle, self._csv_options(), cfg.batch_rows):
+                        if cfg.compact:
+                            frame = frame.cast(pl.Schema(self._as_text(frame.columns, text)))
+                        yield Batch(frame, url)
+                return
+            if cfg.format == "ndjson":
                 lazy = pl.scan_ndjson(path)
             else:
                 lazy = pl.scan_parquet(path, glob=False)
@@ -317,7 +329,7 @@ class FileSource(SourceBase[FileSourceConfig]):
                 yield Batch(frame, url)
             if empty:
                 yield Batch(lazy.limit(0).collect(), url)
-        except (pl.exceptions.PolarsError, OSError) as exc:
+        except (pa.ArrowException, pl.exceptions.PolarsError, OSError, ValueError) as exc:
             raise self._unreadable(url, exc) from exc
 
     def _parse(self, url: str, data: bytes, text: dict[str, pl.DataType]) -> pl.DataFrame:
