@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -150,10 +151,10 @@ def child(method: str, path: Path, check: bool) -> None:
     import featurepipe.connectors
     import featurepipe.schema  # noqa: F401
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu_seconds()
     frame = METHODS[method](path)
     seconds = time.perf_counter() - start
-    result = {"seconds": seconds, "rows": frame.height}
+    result = {"seconds": seconds, "cpu": _cpu_seconds() - cpu, "rows": frame.height}
     if check:
         result["dtypes"] = {c: str(t) for c, t in frame.schema.items()}
         result["hash"] = int(frame.hash_rows().sum())
@@ -161,6 +162,12 @@ def child(method: str, path: Path, check: bool) -> None:
     result["peak_mb"] = rss_kib / 1024
     print(json.dumps(result))
     del pl
+
+
+def _cpu_seconds() -> float:
+    """User and system time of every thread of this process so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def measure(method: str, path: Path, check: bool = False) -> dict:
@@ -196,18 +203,25 @@ def main() -> None:
         for method in METHODS:  # interleaved, so load on the machine hits all alike
             runs[method].append(measure(method, path))
     base = statistics.median(r["seconds"] for r in runs["hand-written"])
+    base_cpu = statistics.median(r["cpu"] for r in runs["hand-written"])
     rows = runs["hand-written"][0]["rows"]
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"\ntyping: {path.name}, {rows:,} rows, {size_mb:.0f} MB; median of {args.repeat}")
+    print(f"load average at the end: {load} (2 cores: above 2, the ratio is not the idle one)")
     print(f"featurepipe's result equals the hand-written schema's (dtypes and values): {same}")
-    header = f"{'method':<14}{'seconds':>9}{'rows/s':>13}{'ratio':>8}{'peak MB':>9}{'× file':>8}"
+    header = (
+        f"{'method':<14}{'seconds':>9}{'rows/s':>13}{'ratio':>8}{'CPU s':>8}{'CPU ratio':>10}"
+        f"{'peak MB':>9}{'× file':>8}"
+    )
     print(header)
     print("-" * len(header))
     for method, results in runs.items():
         seconds = statistics.median(r["seconds"] for r in results)
+        cpu = statistics.median(r["cpu"] for r in results)
         peak = max(r["peak_mb"] for r in results)
         print(
             f"{method:<14}{seconds:>9.2f}{rows / seconds:>13,.0f}{seconds / base:>8.2f}"
-            f"{peak:>9.0f}{peak / size_mb:>8.2f}"
+            f"{cpu:>8.2f}{cpu / base_cpu:>10.2f}{peak:>9.0f}{peak / size_mb:>8.2f}"
         )
     print("goal: featurepipe ratio <= 1.3, peak <= 3x the file size")
 

@@ -23,6 +23,7 @@ number on all their values, as it does for text.
 
 from __future__ import annotations
 
+import io
 import logging
 import mmap
 import re
@@ -30,6 +31,7 @@ from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -51,6 +53,7 @@ _WIDTHS: tuple[tuple[pl.DataType, int], ...] = (
     (pl.Int64(), 64),
 )
 _BLOCK_BYTES = 1 << 22
+_PROBE_BYTES = 1 << 20  # where quotes and carriage returns are looked for
 _TEXT = pa.dictionary(pa.int32(), pa.string())
 # the sample's width, at least 16 bits (a byte is soon too narrow); wider values widen it
 _ARROW_WIDTH = {"int8": pa.int16(), "int16": pa.int16(), "int32": pa.int32(), "int64": pa.int64()}
@@ -93,9 +96,9 @@ def read_compact(
     Raises:
         CompactUnavailable: the file has to be read as text; the message says why.
     """
-    shape = _scan_bytes(path, layout)
+    shape = _scan_bytes(path, layout, SAMPLE_ROWS)
     sample = pl.read_csv(
-        path,
+        io.BytesIO(shape.head),
         n_rows=SAMPLE_ROWS,
         separator=layout.delimiter,
         has_header=layout.has_header,
@@ -104,6 +107,8 @@ def read_compact(
         empty_string_is_null=False,
     )
     names = sample.columns
+    if len(names) == 1 and _lone_carriage_returns(path):
+        raise CompactUnavailable("carriage returns")
     integers, token = _integer_columns(sample, null_values, skip)
     table, token = _read_table(path, layout, names, integers, token, null_values)
     if table.num_rows == 0:
@@ -179,10 +184,19 @@ class _Shape:
     size: int
     start: int  # bytes before the first data row
     final_newline: bool
+    head: bytes  # the first lines, whole: the sample's rows at least (or the whole file)
 
 
-def _scan_bytes(path: str, layout: CsvLayout) -> _Shape:
-    """The file's size and header length; refuse what the byte count cannot account for."""
+def _scan_bytes(path: str, layout: CsvLayout, sample_rows: int) -> _Shape:
+    """The file's size, header length and first lines; refuse what the byte count cannot
+    account for.
+
+    Quotes and ``\r\n`` line ends only ever add bytes the count does not see (a quote is
+    never part of the value it encloses; a blank line is skipped), so a file holding them
+    anywhere does not add up and is read as text: looking for them in the first
+    :data:`_PROBE_BYTES` only spares reading twice a file that quotes its values. A lone
+    carriage return is the one exception (see :func:`_lone_carriage_returns`).
+    """
     if len(layout.delimiter.encode()) != 1:
         raise CompactUnavailable("the delimiter is not a single byte")
     with open(path, "rb") as handle:
@@ -192,15 +206,44 @@ def _scan_bytes(path: str, layout: CsvLayout) -> _Shape:
         with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
             if data[:3] == b"\xef\xbb\xbf":
                 raise CompactUnavailable("a byte-order mark")
-            for byte, what in ((b'"', "quotes"), (b"\r", "carriage returns")):
-                if data.find(byte) >= 0:
-                    raise CompactUnavailable(what)
             start = 0
             for _ in range(layout.skip_rows + int(layout.has_header)):
                 start = data.find(b"\n", start) + 1
                 if start == 0:
                     raise CompactUnavailable("no data rows")
-            return _Shape(size=size, start=start, final_newline=data[size - 1 : size] == b"\n")
+            head = _head(data, start, sample_rows)
+            for byte, what in ((b'"', "quotes"), (b"\r", "carriage returns")):
+                if data.find(byte, 0, max(_PROBE_BYTES, len(head))) >= 0:
+                    raise CompactUnavailable(what)
+            final_newline = data[size - 1 : size] == b"\n"
+    return _Shape(size=size, start=start, final_newline=final_newline, head=head)
+
+
+def _head(data: mmap.mmap, start: int, rows: int) -> bytes:
+    """The file up to the end of its ``rows``-th line after ``start`` (or the whole file)."""
+    end = start + 128 * rows  # doubled until it holds the rows
+    while True:
+        head = data[: min(end, len(data))]
+        ends = np.flatnonzero(np.frombuffer(head, np.uint8, offset=start) == ord("\n"))
+        if len(ends) >= rows:
+            return head[: start + int(ends[rows - 1]) + 1]
+        if end >= len(data):
+            return head
+        end = start + 2 * (end - start)
+
+
+def _lone_carriage_returns(path: str) -> bool:
+    """True if the file holds a carriage return anywhere.
+
+    The reader ends a row at a lone carriage return, one byte as a newline is, so the
+    bytes still add up. In a file of two or more columns a row it splits comes out short,
+    which the reader refuses, unless the line held one field too many (which reading as
+    text refuses instead: the carriage return is then read as the line end it also is). In
+    a file of one column it splits a value in two rows, so a one-column file is searched
+    whole.
+    """
+    with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        return data.find(b"\r") >= 0
 
 
 def _integer_columns(
@@ -210,7 +253,11 @@ def _integer_columns(
     they use; a column using another token stays text."""
     nulls = list(null_values)
     names = unique_names(sample.columns)
-    candidates = [c for c in sample.columns if c not in skip and names[c] not in skip]
+    digits = sample.select(
+        (pl.col(c).str.contains(r"^-?[0-9]+$") | pl.col(c).is_in(nulls)).all()
+        for c in sample.columns
+    ).row(0, named=True)  # a cheap first cut: inference decides on what is left
+    candidates = [c for c in sample.columns if digits[c] and c not in skip and names[c] not in skip]
     types = infer_frame(sample, candidates, InferenceOptions(), nulls)
     found = {
         name: t

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from featurepipe.config import ColumnHint, FileSourceConfig
 from featurepipe.connectors import FileSource, extract_source
-from featurepipe.connectors.csv_compact import SAMPLE_ROWS
+from featurepipe.connectors.csv_compact import _PROBE_BYTES, SAMPLE_ROWS
 from featurepipe.schema import apply_schema
 from featurepipe.schema.text import is_encoded
 
@@ -134,6 +134,32 @@ def test_files_whose_bytes_cannot_be_counted_are_read_as_text(tmp_path, content,
     raw = _raw(path, delimiter=delimiter)
     assert raw.schema["a"].is_integer() is compact
     _same_as_text(path, delimiter=delimiter)
+
+
+@pytest.mark.parametrize(
+    ("late", "columns"),
+    [
+        ('"7",x', 2),  # a quoted number: 7 read, 3 bytes in the file
+        ('8,"a,b"', 2),  # a quoted delimiter
+        ("9,x\r", 2),  # a Windows line end
+        ("1\r2", 1),  # a lone carriage return: the reader would take two rows 1 and 2
+    ],
+)
+def test_quotes_and_carriage_returns_past_the_first_megabyte_are_read_as_text(
+    tmp_path, late, columns
+) -> None:
+    """Only the first ``_PROBE_BYTES`` are searched for quotes and carriage returns: the
+    byte count (or the one-column search) must catch the rest."""
+    rows = [f"{i},x" if columns == 2 else f"{i}" for i in range(200_000)]
+    rows[190_000] = late
+    path = tmp_path / "late.csv"
+    content = ("a,b\n" if columns == 2 else "a\n") + "\n".join(rows) + "\n"
+    path.write_text(content, newline="")
+    assert content.index(late) > _PROBE_BYTES
+    assert not _raw(path).schema["a"].is_integer()
+    typed = _same_as_text(path)
+    if columns == 1:  # one value, exactly as written
+        assert typed.frame.height == 200_000 and typed.frame["a"][190_000] == "1\r2"
 
 
 def test_header_options_hints_and_flags(tmp_path) -> None:
