@@ -167,7 +167,7 @@ def _stage(
         schema = TableSchema(table=table, columns={})
     counts["duplicates"] += rows.drop_superseded(primary_key)
     final = _final_schema(schema, stored, changes)
-    report = validator.finish(rows.height, rows.columns)
+    report = validator.finish(rows.height, rows.column_parts)
     return StagedTable(
         table=table,
         rows=rows,

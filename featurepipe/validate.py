@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -168,6 +168,10 @@ def require_valid(reports: Sequence[ValidationReport]) -> None:
         raise ValidationFailed(failures)
 
 
+ColumnParts = Callable[[list[str]], Iterable[tuple[pl.DataFrame, pl.Series]]]
+"""Columns of a whole table in parts, each with every row of its values, and the rows'
+places in the table."""
+_PLACE = "_fp_place"
 # Expectations a batch cannot decide alone: checked once over the staged table.
 _ROW_COUNT = ("expect_table_row_count_to_be_between", "expect_table_row_count_to_equal")
 _UNIQUE = ("expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique")
@@ -265,12 +269,14 @@ class BatchValidator:
             failure = replace(seen, examples=examples)
         self._failed[index] = failure
 
-    def finish(self, rows: int, columns: Callable[[list[str]], pl.DataFrame]) -> ValidationReport:
+    def finish(self, rows: int, parts: ColumnParts) -> ValidationReport:
         """Decide the suite over every batch.
 
         Args:
             rows: the table's rows (after de-duplication).
-            columns: reads the named columns of the whole staged table.
+            parts: reads the named columns of the whole staged table in parts, each part
+                holding every row of its values, with each row's place in the table
+                (``StagedRows.column_parts``; a table in memory is one part).
 
         Returns:
             The report, as :func:`validate_tables` gives it for the whole table.
@@ -284,7 +290,7 @@ class BatchValidator:
             elif kind in _ROW_COUNT:
                 failure = self._row_count(kind, kwargs, rows)
             elif kind in _UNIQUE:
-                failure = self._unique(kind, kwargs, columns)
+                failure = self._unique(kind, kwargs, parts)
             elif index in self._failed:
                 failure = self._totals(index, kwargs)
             if failure is not None:
@@ -325,26 +331,31 @@ class BatchValidator:
         return ExpectationFailure(self.table, kind, None, kwargs, observed_value=rows)
 
     def _unique(
-        self, kind: str, kwargs: dict[str, Any], columns: Callable[[list[str]], pl.DataFrame]
+        self, kind: str, kwargs: dict[str, Any], parts: ColumnParts
     ) -> ExpectationFailure | None:
         names = [kwargs["column"]] if "column" in kwargs else list(kwargs["column_list"])
-        values = columns(names)
         if kind == "expect_column_values_to_be_unique":
-            values = values.drop_nulls()
+            counted = pl.col(names[0]).is_not_null()
         else:  # GX's default: a row with every value missing is ignored
-            values = values.filter(pl.any_horizontal(pl.all().is_not_null()))
-        repeated = values.filter(pl.struct(names).is_duplicated())
-        present = values.height
+            counted = pl.any_horizontal(pl.col(names).is_not_null())
+        present = repeated = 0
+        examples = []
+        for values, places in parts(names):
+            frame = values.select(names).with_columns(places.alias(_PLACE)).filter(counted)
+            frame = frame.filter(pl.struct(names).is_duplicated())
+            present += values.select(counted.sum()).item()
+            repeated += frame.height
+            examples.append(frame.sort(_PLACE).head(self.max_examples))
         mostly = float(kwargs.get("mostly", 1.0))
-        if not repeated.height or (present and (present - repeated.height) / present >= mostly):
+        if not repeated or (present and (present - repeated) / present >= mostly):
             return None
-        examples = repeated.head(self.max_examples)
+        first = pl.concat(examples).sort(_PLACE).head(self.max_examples).drop(_PLACE)
         return ExpectationFailure(
             table=self.table,
             expectation=kind,
             column=kwargs.get("column"),
             kwargs=kwargs,
-            unexpected_count=repeated.height,
-            unexpected_percent=100 * repeated.height / present,
-            examples=tuple(examples.to_series() if len(names) == 1 else examples.rows()),
+            unexpected_count=repeated,
+            unexpected_percent=100 * repeated / present,
+            examples=tuple(first.to_series() if len(names) == 1 else first.rows()),
         )

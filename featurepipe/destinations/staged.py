@@ -15,12 +15,24 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from ..errors import DestinationError
 
-__all__ = ["StagedRows"]
+__all__ = ["PART_ROWS", "StagedRows"]
 
 _POSITION = "_fp_position"
+_PLACE = "_fp_place"
+_PART = "_fp_part"
+PART_ROWS = 1 << 19
+"""Rows of the key columns checked for repeats at a time (:meth:`StagedRows.column_parts`);
+a larger table's keys are split into parts of about this many rows on disk."""
+
+
+def _plain(frame: pl.DataFrame) -> pl.DataFrame:
+    """Dictionary-encoded columns as strings (each Parquet row group has its own dictionary:
+    the parts read back cast to the staged types)."""
+    return frame.with_columns(pl.col(pl.Categorical, pl.Enum).cast(pl.String))
 
 
 class StagedRows:
@@ -73,32 +85,103 @@ class StagedRows:
     def drop_superseded(self, primary_key: Sequence[str]) -> int:
         """Drop each row whose key a later batch repeats (the last row of a key is kept).
 
-        Only the key columns of the staged files are read, once.
+        Only the key columns of the staged files are read, a part at a time
+        (:meth:`column_parts`).
 
         Returns:
             The rows dropped.
         """
         if not primary_key or len(self.files) < 2:
             return 0
-        keys = pl.concat(
-            [
-                pl.read_parquet(path, columns=list(primary_key))
-                .with_row_index(_POSITION)
-                .with_columns(pl.lit(i, pl.UInt32).alias("_fp_file"))
-                for i, path in enumerate(self.files)
-            ],
-            how="vertical_relaxed",
+        key = pl.struct(primary_key)
+        later = [
+            places.filter(values.select(key.is_duplicated() & ~key.is_last_distinct()).to_series())
+            for values, places in self.column_parts(primary_key)
+        ]
+        dropped = pl.concat(later).to_frame(_PLACE)
+        by_file = dropped.select(
+            (pl.col(_PLACE) // (1 << 32)).cast(pl.UInt32).alias("file"),
+            (pl.col(_PLACE) % (1 << 32)).cast(pl.UInt32).alias(_POSITION),
         )
-        later = keys.filter(pl.struct(primary_key).is_duplicated()).filter(
-            pl.struct(primary_key).is_last_distinct().not_()
-        )
-        for (file,), rows in later.group_by("_fp_file"):
+        for (file,), rows in by_file.group_by("file"):
             positions = rows[_POSITION]
             previous = self._dropped.get(int(file))
             if previous is not None:
                 positions = pl.concat([previous, positions]).unique()
             self._dropped[int(file)] = positions
-        return later.height
+        return dropped.height
+
+    def column_parts(self, names: Sequence[str]) -> Iterator[tuple[pl.DataFrame, pl.Series]]:
+        """Some columns of every staged row (dropped rows left out) in parts that each hold
+        every row of the values they hold, with each row's place in the table (increasing
+        in table order), e.g. to find repeated keys in bounded memory.
+
+        Up to :data:`PART_ROWS` rows come as one part; more are split by a hash of their
+        values into parts of about that many rows, spilled to the staging folder a file at
+        a time, and read back one part at a time.
+        """
+        schema = pl.Schema({c: self.schema[c] for c in names})
+        parts = -(-self.height // PART_ROWS)
+        if parts <= 1:
+            frames = [self._places(i, schema) for i in range(len(self.files))]
+            whole = pl.concat(frames) if frames else self._places(None, schema)
+            yield whole.drop(_PLACE), whole[_PLACE]
+            return
+        spill = Path(tempfile.mkdtemp(prefix="parts-", dir=self.folder))
+        try:
+            written = self._spill(schema, parts, spill)
+            for part in sorted(written):
+                frame = (
+                    pl.read_parquet(spill / f"{part}.parquet")
+                    .cast(pl.Schema({**schema, _PLACE: pl.UInt64()}))
+                    .sort(_PLACE)
+                )
+                yield frame.drop(_PLACE), frame[_PLACE]
+        finally:
+            shutil.rmtree(spill, ignore_errors=True)
+
+    def _spill(self, schema: pl.Schema, parts: int, spill: Path) -> set[int]:
+        """Write every file's columns (``schema``) and places into ``parts`` Parquet files
+        by a hash of the values; returns the parts written."""
+        writers: dict[int, pq.ParquetWriter] = {}
+        try:
+            for index in range(len(self.files)):
+                frame = self._places(index, schema).with_columns(
+                    (pl.struct(list(schema)).hash() % parts).alias(_PART)
+                )
+                for (part,), piece in frame.group_by(_PART):
+                    table = _plain(piece.drop(_PART)).to_arrow()
+                    writer = writers.get(int(part))
+                    if writer is None:
+                        writer = pq.ParquetWriter(spill / f"{part}.parquet", table.schema)
+                        writers[int(part)] = writer
+                    writer.write_table(table)
+        except OSError as exc:
+            raise DestinationError(
+                f"table {self.table!r}: cannot spill key columns to {spill}: {exc}; free disk "
+                "space there (or set TMPDIR to a larger disk) and run again."
+            ) from exc
+        finally:
+            for writer in writers.values():
+                writer.close()
+        return set(writers)
+
+    def _places(self, index: int | None, schema: pl.Schema) -> pl.DataFrame:
+        """A file's columns (``schema``, dropped rows left out) and each row's place:
+        the file's index above 32 bits, its row in the file below (no file: no rows)."""
+        if index is None:
+            return schema.to_frame().with_columns(pl.lit(0, pl.UInt64).alias(_PLACE))
+        present = pl.read_parquet_schema(self.files[index])
+        frame = pl.read_parquet(self.files[index], columns=[c for c in schema if c in present])
+        frame = frame.with_row_index(_POSITION)
+        dropped = self._dropped.get(index)
+        if dropped is not None:
+            frame = frame.filter(pl.col(_POSITION).is_in(dropped.implode()).not_())
+        return frame.select(
+            *((pl.col(c) if c in frame.columns else pl.lit(None)).cast(t).alias(c)
+              for c, t in schema.items()),
+            (pl.lit(index << 32, pl.UInt64) + pl.col(_POSITION)).alias(_PLACE),
+        )  # fmt: skip
 
     def batches(self) -> Iterator[pl.DataFrame]:
         """The staged rows a file at a time, in the final schema, dropped rows left out

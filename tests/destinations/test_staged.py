@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 
 from featurepipe.destinations import LOAD_ID, LOADED_AT, Destination
+from featurepipe.destinations import staged as staged_module
 from featurepipe.destinations.staged import StagedRows
 from featurepipe.errors import SchemaError
 from tests.destinations.conftest import make_destination
@@ -94,3 +95,41 @@ def test_a_late_batch_the_destination_refuses_leaves_the_table_as_it_was(
         destination.write("t", staged, load_id="L2", mode="append")
     assert _rows(destination, "t").equals(BATCHES[0].sort("k"))
     assert destination.loads()["load_id"].to_list() == ["L1"]
+
+
+def _far_apart(batches: int = 30, rows: int = 100) -> list[pl.DataFrame]:
+    """Batches of distinct keys whose keys repeat batches apart: batch 0's keys 0-9 again in
+    the last batch, keys 100-104 in three batches; ``u`` repeats across batches too."""
+    frames = []
+    for b in range(batches):
+        keys = list(range(b * rows, (b + 1) * rows))
+        if b == batches - 1:
+            keys[:10] = range(10)
+        if b in (15, 28):
+            keys[50:55] = range(100, 105)
+        frames.append(
+            pl.DataFrame({"k": keys, "v": [f"{b}:{i}" for i in range(rows)]})
+            .with_columns(
+                u=pl.col("k") % 1_450, pair=pl.struct(a=pl.col("k") % 7, b=pl.col("k") % 1_000)
+            )
+            .unnest("pair")
+        )
+    return frames
+
+
+@pytest.mark.parametrize("part_rows", [64, 1 << 19])
+def test_keys_repeated_batches_apart_are_dropped_as_the_whole_table_drops_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, part_rows: int
+) -> None:
+    monkeypatch.setattr(staged_module, "PART_ROWS", part_rows)  # 64: keys spilled in ~47 parts
+    batches = _far_apart()
+    whole = pl.concat(batches)
+    kept = whole.unique(subset=["k"], keep="last", maintain_order=True)  # as clean_table
+    with _staged(tmp_path, batches) as staged:
+        parts = list(staged.column_parts(["k"]))
+        assert (len(parts) > 40) is (part_rows == 64)
+        assert sum(v.height for v, _ in parts) == whole.height
+        assert staged.drop_superseded(["k"]) == whole.height - kept.height == 20
+        assert staged.height == kept.height and staged.collect().equals(kept)
+        assert staged.drop_superseded(["k"]) == 0  # nothing left to drop
+        assert not list(staged.folder.glob("parts-*"))  # the spilled parts are removed
