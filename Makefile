@@ -40,6 +40,7 @@ bench: install
 	$(BIN)/python -P bench/push.py
 	$(BIN)/python -P bench/schema_typing.py
 	$(BIN)/python -P bench/stream_ingest.py
+	$(BIN)/python -P bench/stream_readers.py
 	$(BIN)/python bench/model.py
 
 ui: install
