@@ -10,7 +10,12 @@ import time
 import urllib.request
 from pathlib import Path
 
+from mlflow.tracking import MlflowClient
+
 from featurepipe import __version__
+from featurepipe.config import load_config
+from featurepipe.flow import PendingRecord, write_pending
+from featurepipe.tracking import FLOW_TAG, KIND_TAG
 
 from .conftest import run_cli
 
@@ -62,7 +67,17 @@ def _session_commands(session: int) -> list[str]:
     return found
 
 
-def test_ui_serves_the_mlflow_ui_on_loopback(project) -> None:
+def test_ui_logs_pending_records_and_serves_the_mlflow_ui_on_loopback(project) -> None:
+    config = load_config(project)
+    # a flow run that reused every step left its record for the next command to log
+    run_id = "20261124-000000-abcd"
+    tags = {KIND_TAG: "flow", FLOW_TAG: run_id}
+    (project / "runs" / run_id).mkdir(parents=True)
+    pending = write_pending(
+        project / "runs" / run_id,
+        PendingRecord(run_id, start_ms=1_795_000_000_000, end_ms=1_795_000_001_000,
+                      failed=False, tags=tags, params={"x": 1}),
+    )  # fmt: skip
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     ui = subprocess.Popen(
@@ -85,6 +100,11 @@ def test_ui_serves_the_mlflow_ui_on_loopback(project) -> None:
                 time.sleep(0.5)
         assert body.strip() == b"OK", ui.stdout.read().decode() if ui.poll() is not None else ""
         assert (project / "mlflow.db").is_file()
+        assert not pending.exists()
+        client = MlflowClient(tracking_uri=config.tracking_uri)  # no global MLflow state
+        experiment = client.get_experiment_by_name(config.tracking.experiment)
+        [run] = client.search_runs([experiment.experiment_id], f"tags.`{FLOW_TAG}` = '{run_id}'")
+        assert run.info.start_time == 1_795_000_000_000 and run.data.params == {"x": "1"}
         # MLflow starts its job runner before its server answers: by now it would be running
         commands = _session_commands(ui.pid)
         assert not [c for c in commands if "mlflow.server.jobs" in c], commands

@@ -67,8 +67,11 @@ def _read(path: Path) -> PendingRecord:
 def log_pending(config: Config) -> list[str]:
     """Log every pending run record of the project to MLflow, oldest first.
 
-    A record whose flow run MLflow already holds (an earlier attempt stopped half way) is
-    not logged twice. Each file is deleted once it is logged.
+    Each record is claimed first, by renaming its file to one named after this process
+    (:func:`_claim`), so two processes logging at once (a flow run and ``featurepipe
+    runs``) never log the same record twice. A record whose flow run MLflow already holds
+    (an earlier attempt stopped half way) is not logged twice either. Each file is deleted
+    once it is logged; on an error the claimed file is put back, still pending.
 
     Returns:
         The flow run ids logged.
@@ -76,7 +79,8 @@ def log_pending(config: Config) -> list[str]:
     Raises:
         TrackingError: the store cannot be reached; the records stay pending.
     """
-    files = sorted(config.path(config.flow.runs_dir).glob(f"*/{PENDING_FILE}"))
+    runs_dir = config.path(config.flow.runs_dir)
+    files = sorted(runs_dir.glob(f"*/{PENDING_FILE}")) + sorted(runs_dir.glob(f"*/{_CLAIMED}*"))
     if not files:
         return []
     from .. import tracking
@@ -86,12 +90,48 @@ def log_pending(config: Config) -> list[str]:
     )
     logged = []
     for path in files:
-        record = _read(path)
-        if not tracking.flow_runs(experiment_id, limit=1, flow_run=record.run_id):
-            _replay(experiment_id, record, path.parent)
-            logged.append(record.run_id)
-        path.unlink()
+        claimed = _claim(path)
+        if claimed is None:
+            continue  # another process is logging it, or has logged it
+        try:
+            record = _read(claimed)
+            if not tracking.flow_runs(experiment_id, limit=1, flow_run=record.run_id):
+                _replay(experiment_id, record, claimed.parent)
+                logged.append(record.run_id)
+        except BaseException:
+            os.replace(claimed, claimed.with_name(PENDING_FILE))
+            raise
+        claimed.unlink()
     return logged
+
+
+_CLAIMED = f".{PENDING_FILE}.claimed-"
+
+
+def _claim(path: Path) -> Path | None:
+    """Rename a pending record to this process's claim on it; ``None`` if another process
+    holds it (or took it first). A claim whose process is gone (killed while logging) is
+    taken over."""
+    if path.name != PENDING_FILE:
+        owner = int(path.name.removeprefix(_CLAIMED))
+        if owner == os.getpid() or _alive(owner):
+            return None
+    claimed = path.with_name(f"{_CLAIMED}{os.getpid()}")
+    try:
+        os.rename(path, claimed)  # atomic: of two processes, one gets the file
+    except FileNotFoundError:
+        return None
+    return claimed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _replay(experiment_id: str, record: PendingRecord, run_dir: Path) -> None:

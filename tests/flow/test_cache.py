@@ -8,6 +8,7 @@ decisions are acted on. Real kernels and a real sqlite MLflow store throughout.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -122,6 +123,62 @@ def test_a_run_that_reuses_every_step_imports_no_mlflow_and_logs_later(project: 
     assert [c.name for c in children] == ["a_load", "b_stats"]
     assert {c.tags[REUSED_TAG] for c in children} == {record["children"][0]["tags"][REUSED_TAG]}
     assert log_pending(project.config) == []
+
+
+LOG_PENDING = """
+import sys, time
+from pathlib import Path
+from featurepipe import tracking  # noqa: F401 (MLflow imported before the start signal)
+from featurepipe.config import load_config
+from featurepipe.flow import log_pending
+config = load_config(sys.argv[1])
+go = Path(sys.argv[2])
+print("ready", flush=True)
+while not go.exists():
+    time.sleep(0.01)
+print(*log_pending(config))
+"""
+
+
+def test_two_processes_logging_pending_records_log_each_once(project: Tiny, tmp_path) -> None:
+    """`featurepipe runs` and a flow run (or two) may log the same records at the same time."""
+    log_pending(project.config)  # what earlier tests left
+    ids = {run_flow(project.config).run_id for _ in range(4)}  # 4 no-op runs: 4 records
+    go = tmp_path / "go"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", LOG_PENDING, str(project.root), str(go)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    assert [p.stdout.readline().strip() for p in procs if p.stdout] == ["ready", "ready"]
+    go.touch()
+    outputs = [p.communicate(timeout=180)[0].split() for p in procs]  # after "ready"
+    assert [p.returncode for p in procs] == [0, 0]
+    assert sorted(outputs[0] + outputs[1]) == sorted(ids)  # each record logged by one process
+    experiment = tracking.configure(
+        project.config.tracking_uri, project.config.tracking.experiment, None
+    )
+    for run_id in ids:
+        assert len(tracking.flow_runs(experiment, limit=5, flow_run=run_id)) == 1
+    assert not list(project.root.glob("runs/*/*pending*"))
+
+
+def test_a_claim_left_by_a_killed_process_is_taken_over(project: Tiny) -> None:
+    log_pending(project.config)  # what earlier tests left
+    pending = run_flow(project.config).pending
+    assert pending is not None
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    alive = pending.with_name(f".{pending.name}.claimed-{os.getppid()}")
+    pending.rename(alive)  # a live process is logging it: leave it
+    assert log_pending(project.config) == [] and alive.exists()
+    dead = alive.with_name(f".{pending.name}.claimed-{gone.stdout.strip()}")
+    alive.rename(dead)  # its process was killed while logging: log it
+    assert log_pending(project.config) == [pending.parent.name]
+    assert not dead.exists() and not pending.exists()
 
 
 def test_a_parameter_reruns_its_step_and_downstream(project: Tiny) -> None:
