@@ -151,7 +151,9 @@ def read_csv_chunks(
     consumer (it held 170 MB before handing over the first batch of a 132 MB file). Chunks
     end at a line break outside quotes (an even number of ``"`` before it); each chunk after
     the first is parsed behind the file's lines up to its header (without a header: skipped
-    lines, then a header of the column names), so it reads as the same file would.
+    lines, then a header of the column names), so it reads as the same file would. A stray
+    ``"`` inside an unquoted field, which would upset the count, makes polars refuse the
+    file whole or in chunks (measured with polars 2.1; the messages differ).
 
     Args:
         handle: the file, opened in binary mode.
