@@ -10,8 +10,6 @@ not at all; a table's version is the sequence number of its latest load.
 
 from __future__ import annotations
 
-import io
-import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -26,7 +24,6 @@ from ..errors import DestinationError
 from ..schema.mapping import from_destination, storage_type, to_destination
 from .base import (
     LOAD_ID,
-    LOADED_AT,
     LOADS_SCHEMA,
     LOADS_TABLE,
     CommittedState,
@@ -44,18 +41,13 @@ from .base import (
     with_lineage,
 )
 from .history import SUPERSEDED, ReadPlan, generation_start, history_name, plan_read, rows_name
+from .postgres_sql import LOAD_SETTING, copy_rows, create_table, merge_rows, widen_column
 from .schema_evolution import SchemaChange, cast_columns, schema_changes
 
 __all__ = ["PostgresDestination"]
 
 TABLES_TABLE = "_fp_tables"
 ARCHIVE_TABLE = "_fp_archive"  # replaced generations of each table (see history.py)
-COPY_ROWS = 200_000  # rows per CSV chunk streamed into COPY
-_LOAD_SETTING = "featurepipe.load_id"  # set for each load's transaction only
-_DEFAULTS = {
-    LOAD_ID: sql.SQL(" NOT NULL DEFAULT current_setting({})").format(sql.Literal(_LOAD_SETTING)),
-    LOADED_AT: sql.SQL(" NOT NULL DEFAULT now()"),  # the load's transaction start
-}
 
 _META = """
 CREATE TABLE IF NOT EXISTS {loads} (
@@ -253,7 +245,7 @@ class PostgresDestination:
                 ).fetchone()
                 if done:
                     return LoadResult(table, 0, int(done[0]), load_id, mode, skipped=True)
-                db.execute("SELECT set_config(%s, %s, true)", (_LOAD_SETTING, load_id))
+                db.execute("SELECT set_config(%s, %s, true)", (LOAD_SETTING, load_id))
                 start = generation_start(self._loads_of(db, table))
                 record = (load_id, source, table, frame.height, schema_version, mode)
                 row = db.execute(
@@ -282,9 +274,18 @@ class PostgresDestination:
                     for first, batch in row_batches(frame)
                 )
                 if mode == "merge":
-                    self._merge(db, table, encoded, primary_key, delete_column, schema, generation)
+                    merge_rows(
+                        db,
+                        self.schema,
+                        table,
+                        encoded,
+                        primary_key,
+                        delete_column,
+                        schema,
+                        generation,
+                    )
                 else:
-                    self._copy(db, self._id(table), encoded)
+                    copy_rows(db, self._id(table), encoded)
                 db.execute(
                     sql.SQL(
                         "INSERT INTO {} AS t VALUES (%s, %s, %s) ON CONFLICT (table_name) "
@@ -386,7 +387,7 @@ class PostgresDestination:
         current = self._stored_schema(db, table)
         start, seq = generation
         if current is None or start is None:
-            self._create_table(db, table, incoming)
+            create_table(db, self.schema, table, incoming)
             return incoming, {}
         if mode == "replace":  # keep the replaced rows as the archived generation
             change = SchemaChange()
@@ -403,7 +404,7 @@ class PostgresDestination:
                 (table, start, seq, schema_to_bytes(current)),
             )
             schema = incoming if schema_mode == "evolve" else current
-            self._create_table(db, table, schema)
+            create_table(db, self.schema, table, schema)
             return schema, change.cast
         change = schema_changes(table, current, incoming, schema_mode)
         history = history_name(start)
@@ -417,134 +418,8 @@ class PostgresDestination:
                     )
                 )
             for column, dtype in change.widened.items():
-                self._widen(db, name, column, current[column], dtype)
+                widen_column(db, self.schema, name, column, current[column], dtype)
         return change.schema(current, incoming), change.cast
-
-    def _create_table(self, db: psycopg.Connection[Any], name: str, schema: pl.Schema) -> None:
-        columns = sql.SQL(", ").join(
-            sql.SQL("{} {}{}").format(
-                sql.Identifier(c),
-                sql.SQL(storage_type("postgres", t)),
-                _DEFAULTS.get(c, sql.SQL("")),
-            )
-            for c, t in schema.items()
-        )
-        db.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(self._id(name), columns))
-
-    def _widen(
-        self,
-        db: psycopg.Connection[Any],
-        table: str,
-        column: str,
-        stored: pl.DataType,
-        wider: pl.DataType,
-    ) -> None:
-        """Change a column to a wider type, converting its values (in the load's transaction)."""
-        old, new = storage_type("postgres", stored), storage_type("postgres", wider)
-        if old == new:  # int8 -> int16 (both smallint), categorical -> text: the schema only
-            return
-        # PostgreSQL casts boolean to integer only; numbers go through it
-        via = sql.SQL("::integer") if stored == pl.Boolean and new != "text" else sql.SQL("")
-        db.execute(
-            sql.SQL("ALTER TABLE {} ALTER COLUMN {} TYPE {} USING {}{}::{}").format(
-                self._id(table),
-                sql.Identifier(column),
-                sql.SQL(new),
-                sql.Identifier(column),
-                via,
-                sql.SQL(new),
-            )
-        )
-
-    def _copy(
-        self,
-        db: psycopg.Connection[Any],
-        target: sql.Composable,
-        batches: Iterable[pl.DataFrame],
-    ) -> list[str]:
-        """COPY batches of rows (of the same columns) into ``target``; returns the columns."""
-        batches = iter(batches)
-        first = next(batches)
-        columns = sql.SQL(", ").join(sql.Identifier(c) for c in first.columns)
-        statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(target, columns)
-        with db.cursor() as cursor, cursor.copy(statement) as copy:
-            for rows in itertools.chain([first], batches):
-                for chunk in rows.iter_slices(COPY_ROWS):
-                    buffer = io.BytesIO()
-                    chunk.write_csv(buffer, include_header=False)
-                    copy.write(buffer.getbuffer())
-        return first.columns
-
-    def _merge(
-        self,
-        db: psycopg.Connection[Any],
-        table: str,
-        batches: Iterable[pl.DataFrame],
-        primary_key: Sequence[str],
-        delete_column: str | None,
-        schema: pl.Schema,
-        generation: tuple[int | None, int],
-    ) -> None:
-        staging = sql.Identifier(f"_fp_staging_{table}")
-        db.execute(
-            sql.SQL("CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP").format(
-                staging, self._id(table)
-            )
-        )
-        flag = sql.Identifier(delete_column) if delete_column else None
-        if flag is not None:
-            db.execute(sql.SQL("ALTER TABLE {} ADD COLUMN {} boolean").format(staging, flag))
-        copied = self._copy(db, staging, batches)
-        keys = sql.SQL(", ").join(sql.Identifier(k) for k in primary_key)
-        index = sql.Identifier(f"_fp_pk_{table}")
-        db.execute(
-            sql.SQL("CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} ({})").format(
-                index, self._id(table), keys
-            )
-        )
-        match = sql.SQL(" AND ").join(
-            sql.SQL("t.{k} = s.{k}").format(k=sql.Identifier(k)) for k in primary_key
-        )
-        start, seq = generation
-        if start is not None:  # the rows this merge updates or deletes go to the history
-            history = history_name(start)
-            self._create_table(db, history, pl.Schema({**schema, SUPERSEDED: pl.Int64()}))
-            stored = sql.SQL(", ").join(sql.Identifier(c) for c in schema)
-            db.execute(
-                sql.SQL(
-                    "INSERT INTO {} ({}, {}) SELECT {}, %s FROM {} AS t JOIN {} AS s ON {}"
-                ).format(
-                    self._id(history),
-                    stored,
-                    sql.Identifier(SUPERSEDED),
-                    sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in schema),
-                    self._id(table),
-                    staging,
-                    match,
-                ),
-                (seq,),
-            )
-        kept: sql.Composable = sql.SQL("TRUE")
-        if flag is not None:
-            db.execute(
-                sql.SQL("DELETE FROM {} AS t USING {} AS s WHERE {} AND s.{} IS TRUE").format(
-                    self._id(table), staging, match, flag
-                )
-            )
-            kept = sql.SQL("s.{} IS NOT TRUE").format(flag)
-        names = [c for c in copied if c != delete_column] + [LOAD_ID, LOADED_AT]
-        columns = sql.SQL(", ").join(sql.Identifier(c) for c in names)
-        updates = sql.SQL(", ").join(
-            sql.SQL("{c} = excluded.{c}").format(c=sql.Identifier(c))
-            for c in names
-            if c not in primary_key
-        )
-        db.execute(
-            sql.SQL(
-                "INSERT INTO {} ({}) SELECT {} FROM {} AS s WHERE {} "
-                "ON CONFLICT ({}) DO UPDATE SET {}"
-            ).format(self._id(table), columns, columns, staging, kept, keys, updates)
-        )
 
     def read(self, table: str, version: int | None = None) -> tuple[pl.LazyFrame, int]:
         """A table as of a load sequence number (the latest by default), and that number.
