@@ -159,12 +159,19 @@ class Destination(Protocol):
 
 def check_load(
     table: str,
-    frame: pl.DataFrame,
+    frame: Rows,
     mode: str,
     primary_key: Sequence[str],
     delete_column: str | None,
-) -> None:
+) -> pl.DataFrame:
     """Refuse a load whose options do not fit the frame, before anything is written.
+
+    Staged rows are checked by their columns only (staging already dropped repeated keys
+    and refused null ones).
+
+    Returns:
+        The frame, or for staged rows an empty frame of their columns: the sample a
+        destination plans its tables with.
 
     Raises:
         DestinationError: unknown disposition, a merge without a primary key, a key or
@@ -174,6 +181,8 @@ def check_load(
         raise DestinationError(
             f"table {table!r}: unknown write disposition {mode!r}; use one of {DISPOSITIONS}"
         )
+    if not isinstance(frame, pl.DataFrame):
+        frame = frame.head(0)
     reserved = [c for c in (LOAD_ID, LOADED_AT) if c in frame.columns]
     if reserved:
         raise DestinationError(
@@ -184,7 +193,7 @@ def check_load(
             raise DestinationError(
                 f"table {table!r}: delete_column only applies to write_disposition 'merge'"
             )
-        return
+        return frame
     if not primary_key:
         raise DestinationError(
             f"table {table!r}: write_disposition 'merge' needs a primary_key in featurepipe.toml"
@@ -208,6 +217,7 @@ def check_load(
         raise DestinationError(
             f"table {table!r}: {nulls} rows have a null in primary key {list(primary_key)}"
         )
+    return frame
 
 
 def row_batches(rows: Rows) -> Iterator[tuple[int | None, pl.DataFrame]]:

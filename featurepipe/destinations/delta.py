@@ -45,6 +45,7 @@ from .base import (
     with_lineage,
 )
 from .schema_evolution import SchemaChange, cast_columns, schema_changes
+from .staged import categoricals_as_text
 
 __all__ = ["LOADED_AT", "LOAD_ID", "DeltaDestination"]
 
@@ -77,11 +78,6 @@ def _plain(exc: BaseException) -> str:
     delta-rs error chains."""
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
     return re.sub(r"\s*\n\s*", " ", text).strip()
-
-
-def _as_strings(rows: pl.DataFrame) -> pl.DataFrame:
-    """Categoricals as text, as deltalake's writer and merge take them."""
-    return rows.with_columns(pl.col(pl.Categorical, pl.Enum).cast(pl.String))
 
 
 def _arrow_stream(batches: Iterable[pl.DataFrame]) -> pa.RecordBatchReader:
@@ -234,8 +230,7 @@ class DeltaDestination:
             DestinationError: bad options or the write failed; the table is left as it was.
             SchemaError: the schema change is not allowed; nothing was written.
         """
-        sample = frame if isinstance(frame, pl.DataFrame) else frame.head(0)
-        check_load(table, sample, mode, primary_key, delete_column)
+        sample = check_load(table, frame, mode, primary_key, delete_column)
         check_table_name(table)  # the loads table lives beside the tables
         delta = self._open(table)
         app_id = f"featurepipe/{table}/{load_id}"
@@ -283,9 +278,11 @@ class DeltaDestination:
             if change.widened and delta is not None:  # rewrites the table: all in memory
                 data = pl.concat(batches, how="vertical_relaxed")
                 merge = (primary_key, delete_column) if mode == "merge" else None
-                self._rewrite(delta, table, _as_strings(data), change.widened, merge, commit)
+                self._rewrite(
+                    delta, table, categoricals_as_text(data), change.widened, merge, commit
+                )
             elif mode == "merge" and delta is not None:
-                strings = (_as_strings(b) for b in batches)
+                strings = (categoricals_as_text(b) for b in batches)
                 self._merge(delta, strings, primary_key, delete_column, added, commit)
             elif delta is not None and current == stored and isinstance(self.path, Path):
                 self._commit_parquet(delta, table, batches, mode == "replace", commit)
@@ -296,7 +293,7 @@ class DeltaDestination:
                     options["schema_mode"] = "overwrite" if overwrite else "merge"
                 write_deltalake(
                     self.location(table),
-                    _arrow_stream(_as_strings(b) for b in batches),
+                    _arrow_stream(categoricals_as_text(b) for b in batches),
                     mode="overwrite" if overwrite else "append",
                     storage_options=self.storage_options,
                     **options,

@@ -225,8 +225,7 @@ class PostgresDestination:
                 or the write failed; the destination is unchanged.
             SchemaError: a value or schema change PostgreSQL cannot take; nothing was written.
         """
-        sample = frame if isinstance(frame, pl.DataFrame) else frame.head(0)
-        check_load(table, sample, mode, primary_key, delete_column)
+        sample = check_load(table, frame, mode, primary_key, delete_column)
         check_table_name(table)
         lineage = with_lineage(sample.head(0), load_id)
         stored = lineage.drop(delete_column) if delete_column else lineage

@@ -199,8 +199,7 @@ class SqliteDestination:
             DestinationError: bad options, or the write failed; the database is unchanged.
             SchemaError: a value or schema change SQLite cannot take; nothing was written.
         """
-        sample = frame if isinstance(frame, pl.DataFrame) else frame.head(0)
-        check_load(table, sample, mode, primary_key, delete_column)
+        sample = check_load(table, frame, mode, primary_key, delete_column)
         check_table_name(table)
         loaded_at = datetime.now(UTC)
         lineage = with_lineage(sample.head(0), load_id, loaded_at)

@@ -29,9 +29,10 @@ PART_ROWS = 1 << 19
 a larger table's keys are split into parts of about this many rows on disk."""
 
 
-def _plain(frame: pl.DataFrame) -> pl.DataFrame:
-    """Dictionary-encoded columns as strings (each Parquet row group has its own dictionary:
-    the parts read back cast to the staged types)."""
+def categoricals_as_text(frame: pl.DataFrame) -> pl.DataFrame:
+    """Categorical and enum columns as strings: deltalake's writer and merge take them so,
+    and each Parquet row group has its own dictionary (parts read back cast to the staged
+    types)."""
     return frame.with_columns(pl.col(pl.Categorical, pl.Enum).cast(pl.String))
 
 
@@ -150,7 +151,7 @@ class StagedRows:
                     (pl.struct(list(schema)).hash() % parts).alias(_PART)
                 )
                 for (part,), piece in frame.group_by(_PART):
-                    table = _plain(piece.drop(_PART)).to_arrow()
+                    table = categoricals_as_text(piece.drop(_PART)).to_arrow()
                     writer = writers.get(int(part))
                     if writer is None:
                         writer = pq.ParquetWriter(spill / f"{part}.parquet", table.schema)
@@ -171,17 +172,7 @@ class StagedRows:
         the file's index above 32 bits, its row in the file below (no file: no rows)."""
         if index is None:
             return schema.to_frame().with_columns(pl.lit(0, pl.UInt64).alias(_PLACE))
-        present = pl.read_parquet_schema(self.files[index])
-        frame = pl.read_parquet(self.files[index], columns=[c for c in schema if c in present])
-        frame = frame.with_row_index(_POSITION)
-        dropped = self._dropped.get(index)
-        if dropped is not None:
-            frame = frame.filter(pl.col(_POSITION).is_in(dropped.implode()).not_())
-        return frame.select(
-            *((pl.col(c) if c in frame.columns else pl.lit(None)).cast(t).alias(c)
-              for c, t in schema.items()),
-            (pl.lit(index << 32, pl.UInt64) + pl.col(_POSITION)).alias(_PLACE),
-        )  # fmt: skip
+        return self._read(index, schema, places=True)
 
     def batches(self) -> Iterator[pl.DataFrame]:
         """The staged rows a file at a time, in the final schema, dropped rows left out
@@ -197,18 +188,24 @@ class StagedRows:
         frames = [self._read(i, schema) for i in range(len(self.files))]
         return pl.concat(frames) if frames else schema.to_frame()
 
-    def _read(self, index: int, schema: pl.Schema | None = None) -> pl.DataFrame:
+    def _read(
+        self, index: int, schema: pl.Schema | None = None, *, places: bool = False
+    ) -> pl.DataFrame:
+        """A staged file's rows in ``schema`` (the final one by default), dropped rows left
+        out; with ``places``, each row's place (see :meth:`_places`)."""
         schema = schema or self.schema
         present = pl.read_parquet_schema(self.files[index])
         frame = pl.read_parquet(self.files[index], columns=[c for c in schema if c in present])
+        frame = frame.with_row_index(_POSITION)
         dropped = self._dropped.get(index)
         if dropped is not None:
-            keep = pl.int_range(pl.len(), dtype=pl.UInt32).is_in(dropped.implode()).not_()
-            frame = frame.filter(keep)
+            frame = frame.filter(pl.col(_POSITION).is_in(dropped.implode()).not_())
+        place = (pl.lit(index << 32, pl.UInt64) + pl.col(_POSITION)).alias(_PLACE)
         return frame.select(
-            (pl.col(c) if c in frame.columns else pl.lit(None)).cast(t).alias(c)
-            for c, t in schema.items()
-        )
+            *((pl.col(c) if c in frame.columns else pl.lit(None)).cast(t).alias(c)
+              for c, t in schema.items()),
+            *([place] if places else []),
+        )  # fmt: skip
 
     def head(self, n: int = 0) -> pl.DataFrame:
         """The first ``n`` rows (none by default: the columns and types only)."""

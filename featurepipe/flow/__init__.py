@@ -314,7 +314,7 @@ def run_flow(
         experiment_id = tracking.configure(
             config.tracking_uri, config.tracking.experiment, config.path("mlruns")
         )
-        log_pending(config)  # earlier runs that reused every step, so `runs` lists them
+        log_pending(config, experiment_id)  # runs that reused every step, so `runs` lists them
         parent = tracking.start_flow_run(experiment_id, f"flow {run_id}", params, tags)
         result = FlowResult(run_id, run_dir, config.tracking_uri, experiment_id, parent)
         tracking.log_text(parent, requirements, "requirements.txt")
@@ -324,7 +324,7 @@ def run_flow(
             misses = _misses(result.metrics, fail_under or {})
             if misses:
                 tracking.log_run(parent, tags={FAIL_UNDER_TAG: "missed"})
-                raise MetricBelowThreshold(run_id, misses, losses=[m for m in misses if is_loss(m)])
+                raise _missed(run_id, misses)
         except BaseException:
             tracking.end_run(parent, failed=True)
             raise
@@ -367,7 +367,7 @@ def _reuse_all(
     record.end_ms = time.time_ns() // 1_000_000
     result.pending = write_pending(run_dir, record)
     if misses:
-        raise MetricBelowThreshold(record.run_id, misses, losses=[m for m in misses if is_loss(m)])
+        raise _missed(record.run_id, misses)
     return result
 
 
@@ -550,6 +550,11 @@ def is_loss(metric: str) -> bool:
     ``test_log_loss``, ``brier``, ``val_rmse``, ``mae`` are losses; ``test_roc_auc`` is not.
     """
     return metric.lower().endswith(LOSSES)
+
+
+def _missed(run_id: str, misses: dict[str, tuple[float | None, float]]) -> MetricBelowThreshold:
+    """The error of a flow run whose metrics missed their ``--fail-under`` thresholds."""
+    return MetricBelowThreshold(run_id, misses, losses=[m for m in misses if is_loss(m)])
 
 
 def _misses(

@@ -64,7 +64,7 @@ def _read(path: Path) -> PendingRecord:
     return PendingRecord(**data, children=children)
 
 
-def log_pending(config: Config) -> list[str]:
+def log_pending(config: Config, experiment_id: str | None = None) -> list[str]:
     """Log every pending run record of the project to MLflow, oldest first.
 
     Each record is claimed first, by renaming its file to one named after this process
@@ -72,6 +72,11 @@ def log_pending(config: Config) -> list[str]:
     runs``) never log the same record twice. A record whose flow run MLflow already holds
     (an earlier attempt stopped half way) is not logged twice either. Each file is deleted
     once it is logged; on an error the claimed file is put back, still pending.
+
+    Args:
+        config: the project.
+        experiment_id: the project's experiment, when the caller has configured MLflow
+            already (a flow run); found (or created) otherwise.
 
     Returns:
         The flow run ids logged.
@@ -85,7 +90,7 @@ def log_pending(config: Config) -> list[str]:
         return []
     from .. import tracking
 
-    experiment_id = tracking.configure(
+    experiment_id = experiment_id or tracking.configure(
         config.tracking_uri, config.tracking.experiment, config.path("mlruns")
     )
     logged = []
